@@ -1,0 +1,360 @@
+"""The one configuration schema: discoveryd YAML and mesos-dns config.json.
+
+Both formats end up as the same validated `Settings` value; `run`, `check-config`
+and SIGHUP reloads all go through `load_settings`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+log = logging.getLogger("discoveryd.settings")
+
+LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.I)
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the key and fits on one line."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def split_host_port(value: str, default_port: int | None = None) -> tuple[str, int]:
+    """Split "host:port", "[v6]:port", "v6" or "host" (when default_port is given)."""
+    value = value.strip()
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep:
+            raise ValueError(f"unbalanced '[' in {value!r}")
+        port_s = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"junk after ']' in {value!r}")
+    elif value.count(":") > 1:  # bare IPv6 address
+        host, port_s = value, ""
+    else:
+        host, _, port_s = value.partition(":")
+    if not host:
+        raise ValueError(f"missing host in {value!r}")
+    if not port_s:
+        if default_port is None:
+            raise ValueError(f"missing port in {value!r} (expected host:port)")
+        return host, default_port
+    if not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+        raise ValueError(f"bad port {port_s!r} in {value!r}")
+    return host, int(port_s)
+
+
+def _check_ip(host: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address") from None
+
+
+class MesosSettings(_Section):
+    zk: str | None = None
+    zk_detection_timeout: float = Field(30, ge=0)
+    masters: list[str] = []
+    refresh_seconds: float = Field(60, gt=0)
+    state_timeout: float = Field(5, gt=0)
+    ip_sources: list[Literal["netinfo", "mesos", "docker", "host", "autoip"]] = [
+        "netinfo",
+        "mesos",
+        "host",
+    ]
+    enforce_rfc952: bool = False
+    scheme: Literal["http", "https"] = "http"
+
+    @field_validator("zk")
+    @classmethod
+    def _zk(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v.startswith("zk://"):
+            raise ValueError("must start with zk://")
+        rest = v[len("zk://"):]
+        hosts = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+        if not hosts:
+            raise ValueError("names no ZooKeeper host")
+        for h in hosts.split(","):
+            split_host_port(h, 2181)
+        return v
+
+    @field_validator("masters")
+    @classmethod
+    def _masters(cls, v: list[str]) -> list[str]:
+        for m in v:
+            split_host_port(m, 5050)
+        return v
+
+
+class MarathonSettings(_Section):
+    urls: list[str] = []
+    events: bool = True
+    refresh_seconds: float = Field(60, gt=0)
+    timeout: float = Field(5, gt=0)
+    auth: str | None = None  # "user:password" for HTTP basic auth; never shown by /v1/config
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for u in v:
+            if not re.match(r"^https?://[^/\s]+", u):
+                raise ValueError(f"{u!r} is not an http(s) URL")
+        return [u.rstrip("/") for u in v]
+
+    @field_validator("auth")
+    @classmethod
+    def _auth(cls, v: str | None) -> str | None:
+        if v is not None and ":" not in v:
+            raise ValueError("must be user:password")
+        return v
+
+
+class SoaSettings(_Section):
+    mname: str = "ns1.mesos"
+    rname: str = "root.ns1.mesos"
+    refresh: int = Field(60, ge=0)
+    retry: int = Field(600, ge=0)
+    expire: int = Field(86400, ge=0)
+    minttl: int = Field(60, ge=0)
+
+
+class DnsSettings(_Section):
+    enabled: bool = True
+    domain: str = "mesos"
+    listen: list[str] = ["0.0.0.0:53"]
+    ttl: int = Field(60, ge=0, le=2**31 - 1)
+    external: bool = True
+    resolvers: list[str] = []
+    zone_resolvers: dict[str, list[str]] = {}
+    timeout: float = Field(5, gt=0)
+    soa: SoaSettings = SoaSettings()
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        v = v.strip(".").lower()
+        if not v or not all(LABEL_RE.match(p) for p in v.split(".")):
+            raise ValueError(f"{v!r} is not a valid domain name")
+        return v
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: list[str]) -> list[str]:
+        for a in v:
+            host, _ = split_host_port(a)
+            _check_ip(host)
+        return v
+
+    @field_validator("resolvers")
+    @classmethod
+    def _resolvers(cls, v: list[str]) -> list[str]:
+        for r in v:
+            _check_ip(split_host_port(r, 53)[0])
+        return v
+
+    @field_validator("zone_resolvers")
+    @classmethod
+    def _zone_resolvers(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        out = {}
+        for zone, servers in v.items():
+            if not servers:
+                raise ValueError(f"zone {zone!r} has no resolvers")
+            for r in servers:
+                _check_ip(split_host_port(r, 53)[0])
+            out[zone.strip(".").lower()] = servers
+        return out
+
+
+class HAProxySettings(_Section):
+    enabled: bool = True
+    group: str = "external"
+    config_path: str = "/etc/haproxy/haproxy.cfg"
+    templates_dir: str | None = None
+    validate_command: str = "haproxy -c -f {path}"
+    reload_command: str | None = None
+    min_reload_interval: float = Field(1.0, ge=0)
+    bind_address: str = "*"
+    http_port: int = Field(80, ge=0, le=65535)
+    https_port: int = Field(443, ge=0, le=65535)
+    appid_port: int = Field(9091, ge=0, le=65535)
+    stats_port: int = Field(9090, ge=0, le=65535)
+    ssl_certs: list[str] = []
+    # Additions (not in marathon-lb's flags): sized for a stock 20,000-fd HAProxy 2.6.
+    maxconn: int = Field(8000, gt=0)
+    hard_stop_after: str = "60s"
+    stats_socket: str = "/var/run/haproxy/admin.sock"
+    server_state_file: str | None = None
+
+    @field_validator("validate_command")
+    @classmethod
+    def _validate_cmd(cls, v: str) -> str:
+        if "{path}" not in v:
+            raise ValueError("must contain {path}")
+        return v
+
+
+class HttpSettings(_Section):
+    listen: str | None = "127.0.0.1:8123"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            split_host_port(v)
+        return v
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class Settings(_Section):
+    mesos: MesosSettings = MesosSettings()
+    marathon: MarathonSettings = MarathonSettings()
+    dns: DnsSettings = DnsSettings()
+    haproxy: HAProxySettings = HAProxySettings()
+    http: HttpSettings = HttpSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration with secrets masked (for /v1/config and logs)."""
+        data = self.model_dump(mode="json")
+        if data["marathon"]["auth"]:
+            data["marathon"]["auth"] = "REDACTED"
+        if data["mesos"]["zk"]:
+            data["mesos"]["zk"] = redact_url(data["mesos"]["zk"])
+        data["marathon"]["urls"] = [redact_url(u) for u in data["marathon"]["urls"]]
+        return data
+
+
+def redact_url(url: str) -> str:
+    """Hide `user:pass@` credentials in a zk:// or http:// URL."""
+    return re.sub(r"(://)[^/@]+@", r"\1REDACTED@", url)
+
+
+# --- mesos-dns config.json -------------------------------------------------
+
+# mesos-dns key -> meaning is handled explicitly in _from_mesos_dns; these are
+# accepted and ignored with a warning because discoveryd has no equivalent.
+MESOS_DNS_UNSUPPORTED = {
+    "mesosCredentials", "mesosAuthentication", "CACertFile", "certFile", "keyFile",
+    "mesosHTTPSon", "SRVRecordDefaultWeight", "setTruncateBit", "httpListener",
+    "recurseon", "IPSources_v6", "enumerationOn",
+}
+MESOS_DNS_KEYS = {
+    "zk", "masters", "refreshSeconds", "ttl", "domain", "port", "resolvers", "timeout",
+    "listener", "externalon", "httpon", "httpport", "dnson", "SOAMname", "SOARname",
+    "SOARefresh", "SOARetry", "SOAExpire", "SOAMinttl", "IPSources", "zkDetectionTimeout",
+    "stateTimeoutSeconds", "enforceRFC952", "zoneResolvers", "email", "SOASerial",
+}
+
+
+def looks_like_mesos_dns(data: dict[str, Any]) -> bool:
+    """A top-level mapping with mesos-dns keys and none of our sections."""
+    ours = {"mesos", "marathon", "dns", "haproxy", "http", "logging"}
+    keys = set(data)
+    return bool(keys) and not keys & ours and bool(keys & (MESOS_DNS_KEYS | MESOS_DNS_UNSUPPORTED))
+
+
+def from_mesos_dns(data: dict[str, Any], warn: list[str]) -> dict[str, Any]:
+    """Translate a mesos-dns config.json into our YAML structure (values unvalidated)."""
+    g = data.get
+    unknown = set(data) - MESOS_DNS_KEYS - MESOS_DNS_UNSUPPORTED
+    for key in sorted(set(data) & MESOS_DNS_UNSUPPORTED):
+        if key == "recurseon" and data[key] is not False:
+            continue
+        warn.append(f"{key}: mesos-dns key not supported by discoveryd, ignored")
+    if unknown:
+        raise ConfigError(f"{sorted(unknown)[0]}: unknown mesos-dns configuration key")
+    mesos: dict[str, Any] = {}
+    if g("zk"):
+        mesos["zk"] = g("zk")
+    if "masters" in data:
+        mesos["masters"] = g("masters") or []
+    for src, dst in (("refreshSeconds", "refresh_seconds"), ("zkDetectionTimeout",
+                     "zk_detection_timeout"), ("stateTimeoutSeconds", "state_timeout"),
+                     ("IPSources", "ip_sources"), ("enforceRFC952", "enforce_rfc952")):
+        if src in data:
+            mesos[dst] = data[src]
+    if "zkDetectionTimeout" in data and data["zkDetectionTimeout"] == 0:
+        mesos["zk_detection_timeout"] = 30
+    domain = g("domain", "mesos")
+    dns: dict[str, Any] = {"domain": domain}
+    listener, port = g("listener", "0.0.0.0"), g("port", 53)
+    host = f"[{listener}]" if ":" in str(listener) else listener
+    dns["listen"] = [f"{host}:{port}"]
+    for src, dst in (("ttl", "ttl"), ("resolvers", "resolvers"), ("timeout", "timeout"),
+                     ("dnson", "enabled"), ("zoneResolvers", "zone_resolvers")):
+        if src in data:
+            dns[dst] = data[src]
+    external = g("externalon", True) and g("recurseon", True) is not False
+    dns["external"] = external
+    soa: dict[str, Any] = {}
+    mname = g("SOAMname", "ns1." + str(domain))
+    soa["mname"] = str(mname).rstrip(".")
+    rname = g("SOARname") or (str(g("email")).replace("@", ".") if g("email") else None)
+    soa["rname"] = str(rname or "root.ns1." + str(domain)).rstrip(".")
+    for src, dst in (("SOARefresh", "refresh"), ("SOARetry", "retry"), ("SOAExpire", "expire"),
+                     ("SOAMinttl", "minttl")):
+        if src in data:
+            soa[dst] = data[src]
+    dns["soa"] = soa
+    http: dict[str, Any] = {"listen": None}
+    if g("httpon", True):
+        http["listen"] = f"{host}:{g('httpport', 8123)}"
+    return {"mesos": mesos, "dns": dns, "http": http, "haproxy": {"enabled": False}}
+
+
+def _format_error(err: dict[str, Any], prefix: tuple[str, ...] = ()) -> str:
+    loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in prefix + tuple(err["loc"]))
+    loc = loc.replace(".[", "[")
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{loc or '(top level)'}: {msg}"
+
+
+def parse_settings(data: Any) -> tuple[Settings, list[str]]:
+    """Validate a decoded config document. Returns (settings, warnings)."""
+    warnings: list[str] = []
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("(top level): expected a mapping of sections")
+    if looks_like_mesos_dns(data):
+        data = from_mesos_dns(data, warnings)
+    try:
+        return Settings.model_validate(data), warnings
+    except ValidationError as e:
+        raise ConfigError("; ".join(_format_error(x) for x in e.errors())) from None
+
+
+def load_settings(path: str | Path) -> tuple[Settings, list[str]]:
+    """Read and validate a YAML or mesos-dns JSON file; raises ConfigError."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file: {e.strerror}") from None
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: line {e.lineno}: invalid JSON: {e.msg}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise ConfigError(f"{path}: {where}invalid YAML: {getattr(e, 'problem', e)}") from None
+    return parse_settings(data)
