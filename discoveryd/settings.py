@@ -11,10 +11,10 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 log = logging.getLogger("discoveryd.settings")
 
@@ -61,10 +61,37 @@ def _check_ip(host: str) -> None:
         raise ValueError(f"{host!r} is not an IP address") from None
 
 
+def _master(v: str) -> str:
+    split_host_port(v, 5050)
+    return v
+
+
+def _listen_addr(v: str) -> str:
+    _check_ip(split_host_port(v)[0])
+    return v
+
+
+def _resolver(v: str) -> str:
+    _check_ip(split_host_port(v, 53)[0])
+    return v
+
+
+def _http_url(v: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", v):
+        raise ValueError(f"{v!r} is not an http(s) URL")
+    return v.rstrip("/")
+
+
+MasterAddr = Annotated[str, AfterValidator(_master)]
+ListenAddr = Annotated[str, AfterValidator(_listen_addr)]
+ResolverAddr = Annotated[str, AfterValidator(_resolver)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
 class MesosSettings(_Section):
     zk: str | None = None
     zk_detection_timeout: float = Field(30, ge=0)
-    masters: list[str] = []
+    masters: list[MasterAddr] = []
     refresh_seconds: float = Field(60, gt=0)
     state_timeout: float = Field(5, gt=0)
     ip_sources: list[Literal["netinfo", "mesos", "docker", "host", "autoip"]] = [
@@ -90,28 +117,13 @@ class MesosSettings(_Section):
             split_host_port(h, 2181)
         return v
 
-    @field_validator("masters")
-    @classmethod
-    def _masters(cls, v: list[str]) -> list[str]:
-        for m in v:
-            split_host_port(m, 5050)
-        return v
-
 
 class MarathonSettings(_Section):
-    urls: list[str] = []
+    urls: list[HttpUrl] = []
     events: bool = True
     refresh_seconds: float = Field(60, gt=0)
     timeout: float = Field(5, gt=0)
     auth: str | None = None  # "user:password" for HTTP basic auth; never shown by /v1/config
-
-    @field_validator("urls")
-    @classmethod
-    def _urls(cls, v: list[str]) -> list[str]:
-        for u in v:
-            if not re.match(r"^https?://[^/\s]+", u):
-                raise ValueError(f"{u!r} is not an http(s) URL")
-        return [u.rstrip("/") for u in v]
 
     @field_validator("auth")
     @classmethod
@@ -133,11 +145,11 @@ class SoaSettings(_Section):
 class DnsSettings(_Section):
     enabled: bool = True
     domain: str = "mesos"
-    listen: list[str] = ["0.0.0.0:53"]
+    listen: list[ListenAddr] = ["0.0.0.0:53"]
     ttl: int = Field(60, ge=0, le=2**31 - 1)
     external: bool = True
-    resolvers: list[str] = []
-    zone_resolvers: dict[str, list[str]] = {}
+    resolvers: list[ResolverAddr] = []
+    zone_resolvers: dict[str, list[ResolverAddr]] = {}
     timeout: float = Field(5, gt=0)
     soa: SoaSettings = SoaSettings()
 
@@ -149,21 +161,6 @@ class DnsSettings(_Section):
             raise ValueError(f"{v!r} is not a valid domain name")
         return v
 
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, v: list[str]) -> list[str]:
-        for a in v:
-            host, _ = split_host_port(a)
-            _check_ip(host)
-        return v
-
-    @field_validator("resolvers")
-    @classmethod
-    def _resolvers(cls, v: list[str]) -> list[str]:
-        for r in v:
-            _check_ip(split_host_port(r, 53)[0])
-        return v
-
     @field_validator("zone_resolvers")
     @classmethod
     def _zone_resolvers(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -171,8 +168,6 @@ class DnsSettings(_Section):
         for zone, servers in v.items():
             if not servers:
                 raise ValueError(f"zone {zone!r} has no resolvers")
-            for r in servers:
-                _check_ip(split_host_port(r, 53)[0])
             out[zone.strip(".").lower()] = servers
         return out
 

@@ -1,0 +1,3 @@
+from discoveryd.cli import main
+
+main()

@@ -1,0 +1,180 @@
+"""Command line: the only place that exits. Usage and config errors: one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import yaml
+
+from discoveryd import __version__
+from discoveryd.logs import setup_logging
+from discoveryd.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("discoveryd")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="discoveryd", description="Mesos/Marathon service discovery: DNS + HAProxy.")
+    p.add_argument("--version", action="version", version=f"discoveryd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", help="YAML or mesos-dns config.json (default $DISCOVERYD_CONFIG)")
+    demo = sub.add_parser("demo", help="run against a built-in simulated cluster")
+    demo.add_argument("--dns-port", type=int, default=8053)
+    demo.add_argument("--http-port", type=int, default=8123)
+    demo.add_argument("--workdir", default="./demo-run")
+    render = sub.add_parser("render", help="render haproxy.cfg once and exit")
+    src = render.add_mutually_exclusive_group(required=True)
+    src.add_argument("--marathon", nargs="+", metavar="URL")
+    src.add_argument("--apps-file", metavar="FILE")
+    render.add_argument("--group", default=None)
+    render.add_argument("--output", default=None, metavar="PATH")
+    render.add_argument("--templates", default=None, metavar="DIR")
+    render.add_argument("--config", default=None, help="take haproxy.* settings from this file")
+    rec = sub.add_parser("records", help="print the DNS records of a saved Mesos state")
+    rec.add_argument("--state", required=True, metavar="FILE")
+    rec.add_argument("--config", default=None, metavar="PATH")
+    chk = sub.add_parser("check-config", help="validate a config file and print it")
+    chk.add_argument("path")
+    return p
+
+
+def _die(message: str, code: int = 2) -> NoReturn:
+    sys.stderr.write(f"discoveryd: {message}\n")
+    raise SystemExit(code)
+
+
+def _load(path: str | None) -> Settings:
+    if path is None:
+        return Settings()
+    settings, warnings = load_settings(path)
+    for w in warnings:
+        sys.stderr.write(f"discoveryd: warning: {w}\n")
+    return settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        code = _dispatch(args)
+    except ConfigError as e:
+        _die(f"config error: {e}")
+    except KeyboardInterrupt:
+        code = 0
+    raise SystemExit(code)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "check-config":
+        settings = _load(args.path)
+        sys.stdout.write(yaml.safe_dump(settings.redacted(), sort_keys=False))
+        return 0
+    if args.command == "records":
+        return _records(args)
+    if args.command == "render":
+        return _render(args)
+    if args.command == "demo":
+        from discoveryd.demo import run_demo
+
+        setup_logging("info", "text")
+        return _run_async(run_demo(args.dns_port, args.http_port, Path(args.workdir)))
+    path = args.config or os.environ.get("DISCOVERYD_CONFIG")
+    if not path:
+        _die("run: --config is required (or set DISCOVERYD_CONFIG)")
+    settings = _load(path)
+    setup_logging(settings.logging.level, settings.logging.format)
+    return _run_async(serve(path, settings))
+
+
+def _run_async(coro: object) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def _records(args: argparse.Namespace) -> int:
+    from discoveryd.dns.zonefile import records_command
+
+    settings = _load(args.config)
+    try:
+        raw = json.loads(Path(args.state).read_text())
+    except OSError as e:
+        _die(f"--state: cannot read {args.state}: {e.strerror}")
+    except json.JSONDecodeError as e:
+        _die(f"--state: {args.state} is not JSON: line {e.lineno}: {e.msg}")
+    try:
+        sys.stdout.write(records_command(raw, settings))
+    except ValueError as e:
+        _die(f"--state: {e}")
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from discoveryd.haproxy.oneshot import render_command
+
+    settings = _load(args.config)
+    return asyncio.run(render_command(
+        marathon_urls=args.marathon, apps_file=args.apps_file,
+        group=args.group or settings.haproxy.group, output=args.output,
+        templates=args.templates or settings.haproxy.templates_dir, settings=settings.haproxy,
+    ))
+
+
+async def serve(path: str, settings: Settings) -> int:
+    """Run the daemon until SIGTERM/SIGINT; SIGHUP re-reads `path`."""
+    from discoveryd.daemon import Daemon
+
+    loop = asyncio.get_running_loop()
+    daemon = Daemon(settings)
+    stop = asyncio.Event()
+    reloading: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        try:
+            new, warnings = load_settings(path)
+        except ConfigError as e:
+            log.error("config_reload_rejected %s; keeping the running configuration", e)
+            return
+        for w in warnings:
+            log.warning("config_warning %s", w)
+        setup_logging(new.logging.level, new.logging.format)
+        await daemon.reload(new)
+
+    def on_hup() -> None:
+        task = loop.create_task(reload())
+        reloading.add(task)
+        task.add_done_callback(reloading.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    try:
+        await daemon.start()
+    except OSError as e:
+        log.error("start_failed %s", e)
+        await daemon.stop()
+        return 1
+    await stop.wait()
+    log.info("stopping")
+    try:
+        await asyncio.wait_for(daemon.stop(), timeout=4.0)
+    except TimeoutError:
+        log.warning("stop_timeout some components did not stop in time")
+    return 0

@@ -1,0 +1,294 @@
+"""Composition: the only module that wires sources, store, DNS, HAProxy and the API.
+
+Data flows one way: sources -> store -> (records -> DNS server, view -> haproxy.cfg).
+Which halves run follows from the settings:
+- Mesos source when `mesos.zk` or `mesos.masters` is set;
+- DNS server when `dns.enabled`;
+- Marathon source when `marathon.urls` is set;
+- HAProxy pipeline when `haproxy.enabled` and there is a Marathon to read apps from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from discoveryd.admin.app import build_app
+from discoveryd.dns.recordset import RecordSet
+from discoveryd.metrics import Metrics
+from discoveryd.model.cluster import ClusterState
+from discoveryd.settings import Settings, split_host_port
+from discoveryd.store import Store
+
+log = logging.getLogger("discoveryd.daemon")
+
+
+def local_ipv4_addresses() -> list[str]:
+    """Every non-loopback IPv4 address of this host (mesos-dns's listener 0.0.0.0 rule)."""
+    import fcntl
+    import struct
+
+    out: list[str] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _, name in socket.if_nameindex():
+            try:
+                req = struct.pack("256s", name.encode()[:15])
+                addr = socket.inet_ntoa(fcntl.ioctl(s.fileno(), 0x8915, req)[20:24])
+            except OSError:
+                continue
+            if not addr.startswith("127."):
+                out.append(addr)
+    return sorted(set(out))
+
+
+def listener_ips(listen: list[str]) -> list[str]:
+    """IPs for the SOA mname A record, from the DNS listen addresses."""
+    ips: list[str] = []
+    for entry in listen:
+        host, _ = split_host_port(entry)
+        ip = ipaddress.ip_address(host)
+        if ip.is_unspecified:
+            ips.extend(local_ipv4_addresses() if ip.version == 4 else [])
+        elif ip.version == 4:
+            ips.append(str(ip))
+    return sorted(set(ips)) or ["127.0.0.1"]
+
+
+class HostResolver:
+    """Cached hostname -> IPv4 lookups for build_records (run in a worker thread)."""
+
+    def __init__(self, ttl: float = 300.0) -> None:
+        self._cache: dict[str, tuple[float, str | None]] = {}
+        self._ttl = ttl
+
+    def __call__(self, host: str) -> str | None:
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            pass
+        now = time.monotonic()
+        hit = self._cache.get(host)
+        if hit and now - hit[0] < self._ttl:
+            return hit[1]
+        try:
+            ip: str | None = socket.getaddrinfo(host, None, socket.AF_INET)[0][4][0]
+        except (OSError, IndexError):
+            ip = None
+        self._cache[host] = (now, ip)
+        return ip
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) about our state; a no-op outside systemd."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(message.encode(), path)
+
+
+class Daemon:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None,
+                 store: Store | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.store = store or Store()
+        self.record_set: RecordSet | None = None
+        self.dns: Any = None
+        self.mesos: Any = None
+        self.marathon: Any = None
+        self.haproxy: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self._resolve = HostResolver()
+        self.http_addresses: list[tuple[str, int]] = []
+
+    # --- which halves are on -------------------------------------------------
+    @property
+    def mesos_enabled(self) -> bool:
+        return bool(self.settings.mesos.zk or self.settings.mesos.masters)
+
+    @property
+    def marathon_enabled(self) -> bool:
+        return bool(self.settings.marathon.urls)
+
+    @property
+    def haproxy_enabled(self) -> bool:
+        return self.settings.haproxy.enabled and self.marathon_enabled
+
+    # --- lifecycle -----------------------------------------------------------
+    async def start(self) -> None:
+        s, m = self.settings, self.metrics
+        if s.dns.enabled:
+            from discoveryd.dns.server import DnsServer
+
+            self.dns = DnsServer(s.dns, m)
+            if self.record_set is not None:
+                self.dns.update(self.record_set)
+            await self.dns.start()
+            self._spawn(self._records_loop(), "records")
+        if self.mesos_enabled:
+            from discoveryd.sources.mesos import MesosSource
+
+            self.mesos = MesosSource(s.mesos, self.store, m)
+            self._spawn(self.mesos.run(), "mesos")
+        if self.marathon_enabled:
+            from discoveryd.sources.marathon import MarathonSource
+
+            refresh: Callable[[], None] | None = self.mesos.request_refresh if self.mesos else None
+            self.marathon = MarathonSource(s.marathon, self.store, m, on_task_change=refresh)
+            self._spawn(self.marathon.run(), "marathon")
+        if self.haproxy_enabled:
+            from discoveryd.haproxy.pipeline import HAProxyPipeline
+
+            self.haproxy = HAProxyPipeline(s.haproxy, self.store, m)
+            self._spawn(self.haproxy.run(), "haproxy")
+        if s.http.listen:
+            await self._start_http(s.http.listen)
+        self._spawn(self._notify_ready(), "sd_notify")
+        log.info("started dns=%s mesos=%s marathon=%s haproxy=%s http=%s",
+                 bool(self.dns), bool(self.mesos), bool(self.marathon), bool(self.haproxy),
+                 s.http.listen)
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.dns is not None:
+            await self.dns.stop()
+        for source in (self.mesos, self.marathon, self.haproxy):
+            close = getattr(source, "close", None)
+            if close is not None:
+                await close()
+        self.dns = self.mesos = self.marathon = self.haproxy = None
+
+    async def reload(self, settings: Settings) -> None:
+        """Apply a new configuration; the cluster model (and so the records) is kept."""
+        sd_notify("RELOADING=1")
+        await self.stop()
+        self.settings = settings
+        await self.start()
+        log.info("config_reloaded")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    @staticmethod
+    def _task_done(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("component_crashed %s: %r", task.get_name(), task.exception(),
+                      exc_info=task.exception())
+
+    async def _start_http(self, listen: str) -> None:
+        host, port = split_host_port(listen)
+        self._runner = web.AppRunner(build_app(self), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host.strip("[]"), port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        self.http_addresses = [s.getsockname()[:2] for s in server.sockets] if server else []
+
+    # --- records ---------------------------------------------------------------
+    def _build_records(self, state: ClusterState) -> RecordSet:
+        from discoveryd.dns.records import build_records
+
+        s = self.settings
+        assert state.mesos is not None
+        return build_records(
+            state.mesos, domain=s.dns.domain, masters=state.masters,
+            ip_sources=s.mesos.ip_sources, enforce_rfc952=s.mesos.enforce_rfc952,
+            mname=s.dns.soa.mname, listen_ips=listener_ips(s.dns.listen), resolve=self._resolve,
+        )
+
+    async def _records_loop(self) -> None:
+        state = self.store.current
+        built_from: tuple[int, tuple[str, ...]] | None = None
+        while True:
+            if state.mesos is not None and built_from != (id(state.mesos), state.masters):
+                built_from = (id(state.mesos), state.masters)
+                await self._rebuild(state)
+            state = await self.store.wait_newer(state.version)
+
+    async def _rebuild(self, state: ClusterState) -> None:
+        started = time.perf_counter()
+        try:
+            rs = await asyncio.to_thread(self._build_records, state)
+        except Exception:
+            log.exception("records_failed keeping the previous record set")
+            return
+        if self.dns is not None:
+            self.dns.update(rs)
+        self.record_set = rs
+        self.metrics.dns_record_build_seconds.observe(time.perf_counter() - started)
+        for what, reason in rs.skipped:
+            log.warning("record_skipped %s: %s", what, reason)
+            self.metrics.mesos_skipped.labels(what.split(" ", 1)[0]).inc()
+        log.debug("records_built %s", rs.counts())
+
+    async def _notify_ready(self) -> None:
+        while self.readiness():
+            await asyncio.sleep(0.2)
+        sd_notify("READY=1")
+
+    # --- what the API reads ------------------------------------------------------
+    def readiness(self) -> list[str]:
+        state, waiting = self.store.current, []
+        if self.mesos_enabled and state.mesos is None:
+            waiting.append("mesos_state: no state loaded from a leading Mesos master yet")
+        if self.settings.dns.enabled and not (self.dns is not None and self.dns.serving):
+            waiting.append("dns: not serving records yet")
+        if self.marathon_enabled and state.marathon is None:
+            waiting.append("marathon_snapshot: no app snapshot from Marathon yet")
+        if self.haproxy_enabled and not (self.haproxy is not None and self.haproxy.ready):
+            waiting.append("haproxy_config: no valid haproxy.cfg installed yet")
+        if not (self.mesos_enabled or self.marathon_enabled):
+            waiting.append("sources: neither mesos.zk/masters nor marathon.urls is configured")
+        return waiting
+
+    def state_report(self) -> dict[str, Any]:
+        st = self.store.current
+        mesos_status = self.mesos.status() if self.mesos else None
+        leader = st.leader
+        rs = self.record_set
+        return {
+            "version": st.version,
+            "leader": leader.address if leader else None,
+            "leader_source": leader.source if leader else None,
+            "masters": list(st.masters),
+            "mesos": mesos_status,
+            "marathon": self.marathon.status() if self.marathon else None,
+            "marathon_url": (self.marathon.status() or {}).get("url") if self.marathon else None,
+            "haproxy": self.haproxy.status() if self.haproxy else None,
+            "last_refresh": {"mesos": st.mesos_updated_at, "marathon": st.marathon_updated_at},
+            "counts": {
+                "tasks": st.mesos.task_count if st.mesos is not None else 0,
+                "records": sum(rs.counts().values()) if rs else 0,
+                "apps": len(st.marathon.apps) if st.marathon else 0,
+                "marathon_tasks": st.marathon.task_count if st.marathon else 0,
+                "backends": (self.haproxy.status() or {}).get("backends", 0) if self.haproxy else 0,
+            },
+            "ready": not self.readiness(),
+        }
+
+    def haproxy_config(self) -> str | None:
+        return self.haproxy.current_config() if self.haproxy else None
+
+    async def haproxy_reload(self) -> dict[str, Any] | None:
+        return await self.haproxy.reload_now() if self.haproxy else None
