@@ -125,3 +125,12 @@ def test_version():
 def test_run_missing_config_file(tmp_path):
     r = _cli("run", "--config", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2 and "cannot read" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["discoveryd.yaml", "mesos-dns.json"])
+def test_example_configs_are_valid(name):
+    from pathlib import Path
+
+    settings, warnings = load_settings(Path(__file__).parent.parent / "config" / name)
+    assert settings.mesos.zk and settings.mesos.masters
+    assert warnings == []
