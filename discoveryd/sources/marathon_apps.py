@@ -20,6 +20,7 @@ from discoveryd.model.marathon import (
     ServicePort,
     Task,
 )
+from discoveryd.model.marathon_update import HealthChange, StatusUpdate
 
 # Marathon 1.5+ `networks[].mode` -> our networking kind.
 _NETWORK_MODES = {"host": "host", "container/bridge": "bridge", "container": "container"}
@@ -81,6 +82,37 @@ def parse_task(raw: Any, app_id: str) -> Task:
         slave_id=_str(raw.get("slaveId"), "slaveId"),
         version=_str(raw.get("version"), "version"),
     )
+
+
+def parse_status_update(raw: Any) -> StatusUpdate:
+    """A `status_update_event` payload -> StatusUpdate; raises MarathonFormatError."""
+    if not isinstance(raw, dict):
+        raise MarathonFormatError("event is not an object")
+    for key in ("appId", "taskId", "taskStatus"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise MarathonFormatError(f"status_update_event without {key}")
+    return StatusUpdate(
+        app_id="/" + raw["appId"].strip("/"),
+        task_id=raw["taskId"],
+        state=raw["taskStatus"],
+        host=_str(raw.get("host"), "host"),
+        ports=tuple(_int(p, "ports") for p in _list(raw.get("ports"), "ports")),
+        ip_addresses=parse_ip_addresses(raw.get("ipAddresses")),
+        version=_str(raw.get("version"), "version"),
+        slave_id=_str(raw.get("slaveId"), "slaveId"),
+        timestamp=raw.get("timestamp") if isinstance(raw.get("timestamp"), str) else None,
+    )
+
+
+def parse_health_change(raw: Any) -> HealthChange:
+    """A `health_status_changed_event` (1.4: taskId, 1.5+: instanceId) -> HealthChange."""
+    if not isinstance(raw, dict):
+        raise MarathonFormatError("event is not an object")
+    ref = raw.get("instanceId") or raw.get("taskId")
+    if not isinstance(ref, str) or not isinstance(raw.get("appId"), str):
+        raise MarathonFormatError("health_status_changed_event without appId and taskId")
+    return HealthChange(app_id="/" + raw["appId"].strip("/"), task_id=ref,
+                        alive=_bool(raw.get("alive"), "alive"))
 
 
 def parse_ip_addresses(raw: Any) -> tuple[str, ...]:
