@@ -1,0 +1,154 @@
+"""Prebuilt DNS responses: the answer cache behind the query fast path.
+
+An `Answer` holds, for one (name, type), the packed header words and the packed
+sections after the question, once per rotation of the RR order. Answering is then
+`id + head + question-as-asked + next(tails)`: no encoding on the query path, and
+the client sees its own spelling of the name because the question is copied back.
+Answer RRs point at the question (0xC00C), so one tail fits every spelling.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Sequence
+from itertools import cycle
+
+from discoveryd.dns.recordset import Srv
+
+A, NS, SOA, AAAA, SRV, OPT, ANY = 1, 2, 6, 28, 33, 41, 255
+NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
+RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
+               5: "REFUSED", 16: "BADVERS"}
+
+EDNS_UDP_SIZE = 1232  # what we advertise (the DNS flag day 2020 value)
+MAX_UDP = 4096  # a client may ask for more; we never send more over UDP
+# Truncated answers are cached per size class; a client's size is rounded down to one.
+SIZE_CLASSES = (512, 1232, 1400, 2048, MAX_UDP)
+MAX_ROTATIONS = 8
+OPT_RR = b"\x00\x00\x29" + struct.pack(">HIH", EDNS_UDP_SIZE, 0, 0)
+
+_RR_HEAD = struct.Struct(">HHIH")
+_COUNTS = struct.Struct(">HHHH")
+
+
+def name_to_wire(name: str) -> bytes:
+    """"web.marathon.mesos." -> b"\\x03web\\x08marathon\\x05mesos\\x00" (ValueError if invalid)."""
+    labels = [label.encode("ascii") for label in name.rstrip(".").split(".")] if name.strip(".") else []
+    if any(not 0 < len(label) < 64 for label in labels):
+        raise ValueError(f"bad label in {name!r}")
+    wire = b"".join(bytes((len(label),)) + label for label in labels) + b"\x00"
+    if len(wire) > 255:
+        raise ValueError(f"name too long: {name!r}")
+    return wire
+
+
+def pack_rr(owner: bytes, rtype: int, ttl: int, rdata: bytes) -> bytes:
+    return owner + _RR_HEAD.pack(rtype, 1, ttl, len(rdata)) + rdata
+
+
+def a_rdata(ip: str) -> bytes:
+    return ipaddress.IPv4Address(ip).packed
+
+
+def aaaa_rdata(ip: str) -> bytes:
+    return ipaddress.IPv6Address(ip).packed
+
+
+def srv_rdata(srv: Srv) -> bytes:
+    return struct.pack(">HHH", srv.priority, srv.weight, srv.port) + name_to_wire(srv.target)
+
+
+def soa_rdata(mname: str, rname: str, serial: int, refresh: int, retry: int, expire: int,
+              minttl: int) -> bytes:
+    return (name_to_wire(mname) + name_to_wire(rname)
+            + struct.pack(">IIIII", serial & 0xFFFFFFFF, refresh, retry, expire, minttl))
+
+
+def rotations(items: Sequence[bytes], limit: int = MAX_ROTATIONS) -> list[tuple[bytes, ...]]:
+    """Up to `limit` orders of `items`, each starting at a different RR, spread evenly."""
+    n = len(items)
+    if n <= 1:
+        return [tuple(items)]
+    offsets = sorted({i * n // limit for i in range(limit)}) if n > limit else range(n)
+    return [tuple(items[o:]) + tuple(items[:o]) for o in offsets]
+
+
+def heads(rcode: int, counts: tuple[int, int, int, int], *, aa: bool, ra: bool) -> tuple[bytes, ...]:
+    """Flags + counts for each (RD, CD) combination of the query, indexed rd | cd << 1."""
+    out = []
+    for idx in range(4):
+        b2 = 0x80 | (0x04 if aa else 0) | (idx & 1)
+        b3 = (0x80 if ra else 0) | (0x10 if idx & 2 else 0) | (rcode & 0xF)
+        out.append(bytes((b2, b3)) + _COUNTS.pack(*counts))
+    return tuple(out)
+
+
+def flag_index(query: bytes) -> int:
+    return (query[2] & 1) | ((query[3] >> 3) & 2)
+
+
+class Answer:
+    """Every packed form of one response: plain/EDNS, each RR rotation, truncations."""
+
+    __slots__ = ("rcode_name", "heads_plain", "heads_edns", "next_plain", "next_edns",
+                 "max_plain", "max_edns", "_rcode", "_ra", "_rots", "_authority", "_turn",
+                 "_memo", "_qlen")
+
+    def __init__(self, qlen: int, rcode: int, answer_rots: list[tuple[bytes, ...]],
+                 additional_rots: list[tuple[bytes, ...]], authority: tuple[bytes, ...] = (),
+                 *, ra: bool) -> None:
+        self._qlen, self._rcode, self._ra = qlen, rcode, ra
+        self._rots = list(zip(answer_rots, additional_rots, strict=True))
+        self._authority = authority
+        self._turn = 0
+        self._memo: dict[tuple[int, bool, int], tuple[bytes, bytes]] = {}
+        self.rcode_name = RCODE_NAMES[rcode]
+        an, ar = len(answer_rots[0]), len(additional_rots[0])
+        counts = (1, an, len(authority), ar)
+        self.heads_plain = heads(rcode, counts, aa=True, ra=ra)
+        self.heads_edns = heads(rcode, (1, an, len(authority), ar + 1), aa=True, ra=ra)
+        auth = b"".join(authority)
+        plain = [b"".join(ans) + auth + b"".join(add) for ans, add in self._rots]
+        self.next_plain = cycle(plain).__next__
+        self.next_edns = cycle([t + OPT_RR for t in plain]).__next__
+        self.max_plain = 12 + qlen + max(map(len, plain))
+        self.max_edns = self.max_plain + len(OPT_RR)
+
+    def truncated(self, limit: int, edns: bool, idx: int) -> tuple[bytes, bytes]:
+        """(head, tail) for a response that must fit `limit` bytes: as many whole answer RRs
+        as fit (TC set when any is left out), then additional RRs as room allows (no TC)."""
+        limit = max(c for c in SIZE_CLASSES if c <= max(limit, 512)) if limit < 65535 else limit
+        self._turn = turn = (self._turn + 1) % len(self._rots)
+        memo_key = (limit, edns, turn)
+        hit = self._memo.get(memo_key)
+        if hit is None:
+            hit = self._memo[memo_key] = self._truncate(limit, edns, *self._rots[turn])
+        head, tail = hit
+        return head[idx * 10:idx * 10 + 10], tail
+
+    def _truncate(self, limit: int, edns: bool, answers: tuple[bytes, ...],
+                  additional: tuple[bytes, ...]) -> tuple[bytes, bytes]:
+        room = limit - 12 - self._qlen - (len(OPT_RR) if edns else 0)
+        kept_an = _fit(answers, room)
+        room -= sum(map(len, kept_an))
+        tc = len(kept_an) < len(answers)
+        kept_ns = () if tc else _fit(self._authority, room)
+        room -= sum(map(len, kept_ns))
+        kept_ar = () if tc else _fit(additional, room)
+        counts = (1, len(kept_an), len(kept_ns), len(kept_ar) + (1 if edns else 0))
+        hs = heads(self._rcode, counts, aa=True, ra=self._ra)
+        if tc:
+            hs = tuple(bytes((h[0] | 0x02,)) + h[1:] for h in hs)
+        tail = b"".join(kept_an) + b"".join(kept_ns) + b"".join(kept_ar)
+        return b"".join(hs), tail + (OPT_RR if edns else b"")
+
+
+def _fit(rrs: tuple[bytes, ...], room: int) -> tuple[bytes, ...]:
+    kept = []
+    for rr in rrs:
+        room -= len(rr)
+        if room < 0:
+            break
+        kept.append(rr)
+    return tuple(kept)
