@@ -1,0 +1,204 @@
+"""marathon-lb labels of one app port, parsed and validated into a typed value.
+
+Every value that can reach haproxy.cfg is checked against a strict pattern here, so
+a label can never inject a directive (newline, `#`, quotes, spaces where none belong).
+A bad value raises `LabelError(reason)`; the caller skips that port only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from discoveryd.model.marathon import App
+
+HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$",
+                     re.I)
+PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%+-]*$")
+APP_ID_RE = re.compile(r"^/[A-Za-z0-9][A-Za-z0-9._/-]*$")
+CERT_RE = re.compile(r"^/?[A-Za-z0-9_.@/-]+$")
+BIND_OPTIONS_RE = re.compile(r"^[A-Za-z0-9_.:/@=,+-]+( [A-Za-z0-9_.:/@=,+-]+)*$")
+REALM_RE = re.compile(r"^[A-Za-z0-9_. -]+$")
+USER_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+PASSWORD_RE = re.compile(r"^[A-Za-z0-9./$=+_-]+$")
+GROUP_RE = re.compile(r"^[A-Za-z0-9_.*-]+$")
+BALANCE_RE = re.compile(
+    r"^(roundrobin|static-rr|leastconn|first|source|uri|random|"
+    r"url_param [A-Za-z0-9_-]+|hdr\([A-Za-z0-9_-]+\)|rdp-cookie(\([A-Za-z0-9_-]+\))?)$")
+TRUE = {"true", "1", "yes", "on"}
+FALSE = {"false", "0", "no", "off", ""}
+
+
+class LabelError(ValueError):
+    """A malformed label value; `reason` is a short, bounded metric label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    realm: str
+    user: str
+    password: str  # crypted, as in an HAProxy userlist
+
+
+@dataclass(frozen=True, slots=True)
+class PortLabels:
+    """What marathon-lb's HAPROXY_* labels say about one service port."""
+
+    groups: tuple[str, ...] = ()
+    enabled: bool = True
+    vhosts: tuple[str, ...] = ()
+    path: str | None = None
+    mode: str | None = None  # None: decided by vhost / health check
+    port: int | None = None
+    bind_addr: str | None = None
+    bind_options: str | None = None
+    balance: str = "roundrobin"
+    weight: int = 0
+    sticky: bool = False
+    redirect_to_https: bool = False
+    hsts: bool = False
+    ssl_certs: tuple[str, ...] = ()
+    auth: Auth | None = None
+    proxypass_path: str | None = None
+    revproxy_path: str | None = None
+    redirect_path: str | None = None
+    allowed_networks: tuple[str, ...] = ()
+    healthcheck_port_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """Blue/green labels (HAPROXY_DEPLOYMENT_*) of an app."""
+
+    group: str
+    started_at: str
+    target_instances: int | None
+
+
+def _check(value: str, pattern: re.Pattern[str], reason: str, label: str) -> str:
+    if not pattern.match(value):
+        raise LabelError(reason, f"{label}={value!r}")
+    return value
+
+
+def _bool(value: str, label: str) -> bool:
+    v = value.strip().lower()
+    if v in TRUE:
+        return True
+    if v in FALSE:
+        return False
+    raise LabelError("bad_bool", f"{label}={value!r}")
+
+
+def _int(value: str, label: str, lo: int, hi: int) -> int:
+    v = value.strip()
+    if not re.fullmatch(r"-?[0-9]{1,6}", v) or not lo <= int(v) <= hi:
+        raise LabelError("bad_int", f"{label}={value!r}")
+    return int(v)
+
+
+def _list(value: str, sep: str | None = ",") -> tuple[str, ...]:
+    return tuple(p.strip() for p in value.split(sep) if p.strip())
+
+
+def parse_groups(value: str, label: str) -> tuple[str, ...]:
+    return tuple(_check(g, GROUP_RE, "bad_group", label) for g in _list(value))
+
+
+def _auth(value: str, label: str) -> Auth:
+    parts = value.split(":", 2)
+    if len(parts) != 3:
+        raise LabelError("bad_auth", f"{label} must be realm:user:password")
+    realm, user, password = parts
+    return Auth(_check(realm, REALM_RE, "bad_auth", label), _check(user, USER_RE, "bad_auth", label),
+                _check(password, PASSWORD_RE, "bad_auth", label))
+
+
+def _networks(value: str, label: str) -> tuple[str, ...]:
+    out = []
+    for cidr in _list(value, None):
+        try:
+            out.append(str(ipaddress.ip_network(cidr, strict=False)))
+        except ValueError:
+            raise LabelError("bad_network", f"{label}={cidr!r}") from None
+    return tuple(out)
+
+
+def _bind_addr(value: str, label: str) -> str:
+    if value == "*":
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise LabelError("bad_bind_addr", f"{label}={value!r}") from None
+
+
+def parse_port_labels(labels: Mapping[str, str], index: int) -> PortLabels:
+    """Parse HAPROXY_{index}_* (and the app-wide HAPROXY_GROUP); raises LabelError."""
+    p = f"HAPROXY_{index}_"
+    get = labels.get
+    kw: dict[str, object] = {}
+    group = get(p + "GROUP")
+    if group is not None:
+        kw["groups"] = parse_groups(group, p + "GROUP")
+    elif get("HAPROXY_GROUP") is not None:
+        kw["groups"] = parse_groups(labels["HAPROXY_GROUP"], "HAPROXY_GROUP")
+    if (v := get(p + "ENABLED")) is not None:
+        kw["enabled"] = _bool(v, p + "ENABLED")
+    if (v := get(p + "VHOST")) is not None:
+        kw["vhosts"] = tuple(_check(h.lower(), HOST_RE, "bad_vhost", p + "VHOST")
+                             for h in _list(v))
+    for key, field, pattern, reason in (
+        ("PATH", "path", PATH_RE, "bad_path"),
+        ("HTTP_BACKEND_PROXYPASS_PATH", "proxypass_path", PATH_RE, "bad_path"),
+        ("HTTP_BACKEND_REVPROXY_PATH", "revproxy_path", PATH_RE, "bad_path"),
+        ("HTTP_BACKEND_REDIR", "redirect_path", PATH_RE, "bad_path"),
+        ("BIND_OPTIONS", "bind_options", BIND_OPTIONS_RE, "bad_bind_options"),
+        ("BALANCE", "balance", BALANCE_RE, "bad_balance"),
+    ):
+        if (v := get(p + key)) is not None and v.strip():
+            kw[field] = _check(v.strip(), pattern, reason, p + key)
+    if (v := get(p + "MODE")) is not None:
+        if v.strip().lower() not in ("http", "tcp"):
+            raise LabelError("bad_mode", f"{p}MODE={v!r}")
+        kw["mode"] = v.strip().lower()
+    if (v := get(p + "PORT")) is not None:
+        kw["port"] = _int(v, p + "PORT", 1, 65535)
+    if (v := get(p + "BIND_ADDR")) is not None:
+        kw["bind_addr"] = _bind_addr(v.strip(), p + "BIND_ADDR")
+    if (v := get(p + "BACKEND_WEIGHT")) is not None:
+        kw["weight"] = _int(v, p + "BACKEND_WEIGHT", -99999, 99999)
+    for key, field in (("STICKY", "sticky"), ("REDIRECT_TO_HTTPS", "redirect_to_https"),
+                       ("USE_HSTS", "hsts")):
+        if (v := get(p + key)) is not None:
+            kw[field] = _bool(v, p + key)
+    if (v := get(p + "SSL_CERT")) is not None:
+        kw["ssl_certs"] = tuple(_check(c, CERT_RE, "bad_ssl_cert", p + "SSL_CERT")
+                                for c in _list(v))
+    if (v := get(p + "AUTH")) is not None:
+        kw["auth"] = _auth(v, p + "AUTH")
+    if (v := get(p + "BACKEND_NETWORK_ALLOWED_ACL")) is not None:
+        kw["allowed_networks"] = _networks(v, p + "BACKEND_NETWORK_ALLOWED_ACL")
+    if (v := get(p + "BACKEND_HEALTHCHECK_PORT_INDEX")) is not None:
+        kw["healthcheck_port_index"] = _int(v, p + "BACKEND_HEALTHCHECK_PORT_INDEX", 0, 1000)
+    return PortLabels(**kw)  # type: ignore[arg-type]
+
+
+def parse_deployment(app: App) -> Deployment | None:
+    """Blue/green labels; None when the app is not part of a deployment group."""
+    group = app.labels.get("HAPROXY_DEPLOYMENT_GROUP")
+    if group is None:
+        return None
+    group = "/" + group.strip().lstrip("/")
+    _check(group, APP_ID_RE, "bad_deployment_group", "HAPROXY_DEPLOYMENT_GROUP")
+    started = app.labels.get("HAPROXY_DEPLOYMENT_STARTED_AT", "")
+    target = app.labels.get("HAPROXY_DEPLOYMENT_TARGET_INSTANCES")
+    instances = None if target is None else _int(target, "HAPROXY_DEPLOYMENT_TARGET_INSTANCES",
+                                                  0, 100000)
+    return Deployment(group, started, instances)

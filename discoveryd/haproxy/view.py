@@ -1,0 +1,345 @@
+"""The HAProxy view: a pure function from Marathon apps to typed frontends/backends.
+
+Templates see only these values, never raw labels. `build_view` does no I/O, reads no
+clock and logs nothing; it returns what it skipped and why, and the caller counts.
+Order is always sorted (app id, port index, names), so equal input renders equal text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import zlib
+from dataclasses import dataclass, replace
+
+from discoveryd.haproxy.labels import (
+    APP_ID_RE,
+    HOST_RE,
+    Auth,
+    LabelError,
+    PortLabels,
+    parse_deployment,
+    parse_port_labels,
+)
+from discoveryd.model.marathon import App, HealthCheck, MarathonSnapshot, Task
+from discoveryd.settings import HAProxySettings
+
+# Like marathon-lb: LOST/UNREACHABLE tasks (agent partitioned) keep their traffic.
+SERVED_STATES = frozenset({"TASK_RUNNING", "TASK_LOST", "TASK_UNREACHABLE", None})
+HTTP_CHECKS = frozenset({"HTTP", "MESOS_HTTP"})
+TCP_CHECKS = frozenset({"TCP", "MESOS_TCP", "HTTPS", "MESOS_HTTPS"})
+CHECK_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%?&=+-]*$")
+Skipped = tuple[str, int, str]  # (app_id, port_index or -1 for the whole app, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    kind: str  # "http" or "tcp"
+    path: str
+    interval: int
+    fall: int
+    timeout: int
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    name: str
+    id: int
+    address: str
+    port: int
+    check_port: int | None = None
+    disabled: bool = False  # blue/green: the old colour, drained
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    name: str
+    app_id: str
+    port_index: int
+    mode: str
+    frontend_port: int
+    bind: str
+    labels: PortLabels
+    servers: tuple[Server, ...]
+    check: Check | None
+
+    @property
+    def userlist(self) -> str:
+        return f"user_{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class HostRule:
+    host: str
+    wildcard: bool  # "*.example.com": match the suffix ".example.com"
+    path: str | None
+    backend: str
+    weight: int
+    auth: Auth | None
+    userlist: str
+    redirect_to_https: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AppIdRule:
+    app_id: str
+    backend: str
+
+
+@dataclass(frozen=True, slots=True)
+class Globals:
+    bind_address: str
+    http_port: int
+    https_port: int
+    appid_port: int
+    stats_port: int
+    ssl_certs: tuple[str, ...]
+    maxconn: int
+    hard_stop_after: str
+    stats_socket: str
+    server_state_file: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HAProxyView:
+    globals: Globals
+    backends: tuple[Backend, ...]
+    host_rules: tuple[HostRule, ...]
+    appid_rules: tuple[AppIdRule, ...]
+
+    def without(self, app_ids: set[str]) -> HAProxyView:
+        """The same view minus every backend and rule of these apps (for bisection)."""
+        names = {b.name for b in self.backends if b.app_id in app_ids}
+        return replace(
+            self,
+            backends=tuple(b for b in self.backends if b.name not in names),
+            host_rules=tuple(r for r in self.host_rules if r.backend not in names),
+            appid_rules=tuple(r for r in self.appid_rules if r.backend not in names),
+        )
+
+    @property
+    def app_ids(self) -> tuple[str, ...]:
+        return tuple(sorted({b.app_id for b in self.backends}))
+
+
+def bind_spec(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def globals_from(settings: HAProxySettings) -> Globals:
+    return Globals(
+        bind_address=settings.bind_address, http_port=settings.http_port,
+        https_port=settings.https_port, appid_port=settings.appid_port,
+        stats_port=settings.stats_port, ssl_certs=tuple(settings.ssl_certs),
+        maxconn=settings.maxconn, hard_stop_after=settings.hard_stop_after,
+        stats_socket=settings.stats_socket, server_state_file=settings.server_state_file,
+    )
+
+
+def backend_name(app_id: str, port: int) -> str:
+    return f"{app_id.lstrip('/').replace('/', '_')}_{port}"
+
+
+def build_view(snapshot: MarathonSnapshot,
+               settings: HAProxySettings) -> tuple[HAProxyView, list[Skipped]]:
+    """Every served app port as a backend plus its routing rules; skipped ports with reasons."""
+    skipped: list[Skipped] = []
+    backends = []
+    for app, draining in merge_deployments(snapshot.ordered, skipped):
+        for index in range(len(app.ports)):
+            try:
+                b = _backend(app, draining, index, settings, skipped)
+            except LabelError as e:
+                skipped.append((app.app_id, index, e.reason))
+                continue
+            if b is not None:
+                backends.append(b)
+    backends = _drop_port_conflicts(backends, settings, skipped)
+    view = HAProxyView(
+        globals=globals_from(settings),
+        backends=tuple(sorted(backends, key=lambda b: b.name)),
+        host_rules=_host_rules(backends),
+        appid_rules=_appid_rules(backends),
+    )
+    return view, skipped
+
+
+def merge_deployments(apps: tuple[App, ...],
+                      skipped: list[Skipped]) -> list[tuple[App, tuple[Task, ...]]]:
+    """Blue/green: apps sharing HAPROXY_DEPLOYMENT_GROUP become one app named after the group.
+
+    The app whose deployment started last is the new colour; the tasks of the others are
+    returned as `draining` (rendered `disabled`). Apps outside a group pass through.
+    """
+    out: list[tuple[App, tuple[Task, ...]]] = []
+    groups: dict[str, list[App]] = {}
+    for app in apps:
+        if not APP_ID_RE.match(app.app_id):
+            skipped.append((app.app_id, -1, "bad_app_id"))
+            continue
+        try:
+            dep = parse_deployment(app)
+        except LabelError as e:
+            skipped.append((app.app_id, -1, e.reason))
+            continue
+        if dep is None:
+            out.append((app, ()))
+        else:
+            groups.setdefault(dep.group, []).append(app)
+    for group in sorted(groups):
+        members = sorted(groups[group], key=lambda a: (
+            a.labels.get("HAPROXY_DEPLOYMENT_STARTED_AT", ""), a.app_id))
+        new, old = members[-1], members[:-1]
+        draining = tuple(t for a in old for t in a.tasks)
+        out.append((replace(new, app_id=group), draining))
+    return out
+
+
+def _backend(app: App, draining: tuple[Task, ...], index: int, settings: HAProxySettings,
+             skipped: list[Skipped]) -> Backend | None:
+    labels = parse_port_labels(app.labels, index)
+    if not labels.enabled or not _group_matches(labels.groups, settings.group):
+        return None
+    sp = app.ports[index]
+    if "tcp" not in sp.protocol.split(","):
+        return None  # HAProxy balances TCP only
+    port = labels.port or sp.service_port
+    if not port:
+        raise LabelError("no_service_port", "neither a servicePort nor HAPROXY_n_PORT")
+    check = _check(app, labels, index)
+    mode = labels.mode or ("http" if labels.vhosts or (check and check.kind == "http") else "tcp")
+    if labels.vhosts and mode != "http":
+        raise LabelError("vhost_needs_http", "HAPROXY_n_VHOST with HAPROXY_n_MODE=tcp")
+    check_index = labels.healthcheck_port_index
+    servers = _servers(app, app.tasks, index, check_index, False, skipped)
+    servers += _servers(app, draining, index, check_index, True, skipped)
+    return Backend(
+        name=backend_name(app.app_id, port), app_id=app.app_id, port_index=index, mode=mode,
+        frontend_port=port, bind=bind_spec(labels.bind_addr or settings.bind_address, port),
+        labels=labels, servers=_with_ids(servers), check=check,
+    )
+
+
+def _group_matches(groups: tuple[str, ...], wanted: str) -> bool:
+    return wanted == "*" or wanted in groups
+
+
+def _check(app: App, labels: PortLabels, index: int) -> Check | None:
+    want = labels.healthcheck_port_index if labels.healthcheck_port_index is not None else index
+    hc: HealthCheck | None = next((h for h in app.health_checks if h.port_index == want), None)
+    if hc is None:
+        return None
+    fall = hc.max_consecutive_failures + 1
+    if hc.protocol in HTTP_CHECKS:
+        if not CHECK_PATH_RE.match(hc.path or "/"):
+            raise LabelError("bad_healthcheck_path", repr(hc.path))
+        return Check("http", hc.path or "/", hc.interval_seconds, fall, hc.timeout_seconds)
+    if hc.protocol in TCP_CHECKS:
+        return Check("tcp", "", hc.interval_seconds, fall, hc.timeout_seconds)
+    return None
+
+
+def _task_served(app: App, task: Task) -> bool:
+    if task.state not in SERVED_STATES:
+        return False
+    if app.health_checks:
+        return bool(task.health) and all(h.alive for h in task.health)
+    return True
+
+
+def _endpoint(app: App, task: Task, index: int) -> tuple[str, int] | None:
+    """Where HAProxy reaches port `index` of a task (IP per task: task IP + container port)."""
+    if app.ip_per_task:
+        sp = app.ports[index] if index < len(app.ports) else None
+        ips = sorted(task.ip_addresses, key=lambda ip: ":" in ip)  # IPv4 first
+        if sp is None or not sp.container_port or not ips:
+            return None
+        return ips[0], sp.container_port
+    if not task.host or index >= len(task.ports) or not task.ports[index]:
+        return None
+    return task.host, task.ports[index]
+
+
+def _valid_address(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+        return True
+    except ValueError:
+        return bool(HOST_RE.match(address)) and not address.startswith("*")
+
+
+def _servers(app: App, tasks: tuple[Task, ...], index: int, check_index: int | None,
+             disabled: bool, skipped: list[Skipped]) -> list[Server]:
+    out = []
+    for task in tasks:
+        if not _task_served(app, task):
+            continue
+        ep = _endpoint(app, task, index)
+        if ep is None:
+            continue
+        if not _valid_address(ep[0]):
+            skipped.append((app.app_id, index, "bad_task_address"))
+            continue
+        check_port = None
+        if check_index is not None and check_index != index:
+            cp = _endpoint(app, task, check_index)
+            check_port = cp[1] if cp else None
+        name = re.sub(r"[^A-Za-z0-9]", "_", f"{ep[0]}_{ep[1]}")
+        out.append(Server(name, 0, ep[0], ep[1], check_port, disabled))
+    return out
+
+
+def _with_ids(servers: list[Server]) -> tuple[Server, ...]:
+    """Stable ids from the server name (not list position), so server-state survives reloads."""
+    seen: set[str] = set()
+    used: set[int] = set()
+    out = []
+    for s in sorted(servers, key=lambda s: (s.name, s.disabled)):
+        if s.name in seen:
+            continue
+        seen.add(s.name)
+        sid = zlib.crc32(s.name.encode()) % 1_000_000 + 1
+        while sid in used:
+            sid += 1
+        used.add(sid)
+        out.append(replace(s, id=sid))
+    return tuple(out)
+
+
+def _drop_port_conflicts(backends: list[Backend], settings: HAProxySettings,
+                         skipped: list[Skipped]) -> list[Backend]:
+    taken = {settings.http_port, settings.appid_port, settings.stats_port}
+    if settings.ssl_certs:
+        taken.add(settings.https_port)
+    out = []
+    for b in sorted(backends, key=lambda b: (b.app_id, b.port_index)):
+        if b.frontend_port in taken:
+            skipped.append((b.app_id, b.port_index, "port_conflict"))
+            continue
+        taken.add(b.frontend_port)
+        out.append(b)
+    return out
+
+
+def _host_rules(backends: list[Backend]) -> tuple[HostRule, ...]:
+    rules = []
+    for b in backends:
+        if b.mode != "http":
+            continue
+        for host in b.labels.vhosts:
+            wildcard = host.startswith("*.")
+            rules.append(HostRule(host[1:] if wildcard else host, wildcard, b.labels.path, b.name,
+                                  b.labels.weight, b.labels.auth, b.userlist,
+                                  b.labels.redirect_to_https))
+    # Path rules first (a prefix must win over its host's catch-all), then weight, longest path.
+    rules.sort(key=lambda r: (r.path is None, -r.weight, -len(r.path or ""), r.path or "",
+                              r.wildcard, r.host, r.backend))
+    return tuple(rules)
+
+
+def _appid_rules(backends: list[Backend]) -> tuple[AppIdRule, ...]:
+    first: dict[str, Backend] = {}
+    for b in sorted(backends, key=lambda b: (b.app_id, b.port_index)):
+        if b.mode == "http":
+            first.setdefault(b.app_id, b)
+    return tuple(AppIdRule(app_id, b.name) for app_id, b in sorted(first.items()))
