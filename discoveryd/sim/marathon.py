@@ -1,0 +1,332 @@
+"""A simulated Marathon: a real aiohttp server speaking Marathon's REST and SSE APIs.
+
+Used by `discoveryd demo`, the tests and the benchmarks. Apps are held as raw
+Marathon 1.5 JSON (converted to 1.4 shapes on the way out when asked); every
+mutation (`add_app`, `scale`, `kill_task`, `set_health`, ...) updates the app list
+and pushes the events the real Marathon would send, in the same order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import itertools
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+_port_counter = itertools.count(31000)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def task(app_id: str, *, host: str = "10.0.1.11", ports: tuple[int, ...] | list[int] = (),
+         state: str = "TASK_RUNNING", task_id: str | None = None, ip: str | None = None,
+         alive: bool | None = None, version: str = "2018-01-10T08:00:00.000Z") -> dict[str, Any]:
+    """A task as /v2/apps?embed=apps.tasks shows it (health results when `alive` is set)."""
+    app_id = "/" + app_id.strip("/")
+    tid = task_id or f"{app_id.strip('/').replace('/', '_')}.{uuid.uuid4()}"
+    raw: dict[str, Any] = {
+        "id": tid, "appId": app_id, "host": host, "ports": list(ports), "state": state,
+        "ipAddresses": [{"ipAddress": ip or host, "protocol": "IPv4"}],
+        "stagedAt": now_iso(), "startedAt": now_iso() if state == "TASK_RUNNING" else None,
+        "slaveId": "sim-agent-S" + host.rsplit(".", 1)[-1], "version": version,
+    }
+    if alive is not None:
+        raw["healthCheckResults"] = [{"alive": alive, "consecutiveFailures": 0 if alive else 1,
+                                      "firstSuccess": now_iso() if alive else None,
+                                      "lastFailure": None if alive else now_iso(),
+                                      "taskId": tid}]
+    return raw
+
+
+def app(app_id: str, *, instances: int = 0, service_ports: tuple[int, ...] = (10000,),
+        networking: str = "host", labels: dict[str, str] | None = None,
+        health_path: str | None = None, container_port: int = 8080,
+        version: str = "2018-01-10T08:00:00.000Z") -> dict[str, Any]:
+    """An app definition in Marathon 1.5+ shape; tasks are added by `SimMarathon`."""
+    raw: dict[str, Any] = {
+        "id": "/" + app_id.strip("/"), "cmd": "sleep 1000", "cpus": 0.1, "mem": 32,
+        "instances": instances, "labels": dict(labels or {}), "version": version,
+        "networks": [{"mode": {"host": "host", "bridge": "container/bridge",
+                               "container": "container"}[networking]}],
+        "healthChecks": [], "deployments": [], "tasks": [],
+    }
+    if networking == "host":
+        raw["portDefinitions"] = [{"port": p, "protocol": "tcp", "labels": {}}
+                                  for p in service_ports]
+    else:
+        raw["container"] = {"type": "DOCKER", "docker": {"image": "sim/app"}, "portMappings": [
+            {"containerPort": container_port + i, "hostPort": 0 if networking == "bridge" else None,
+             "servicePort": p, "protocol": "tcp", "labels": {}}
+            for i, p in enumerate(service_ports)]}
+        if networking == "container":
+            raw["networks"][0]["name"] = "sim"
+    if health_path is not None:
+        raw["healthChecks"] = [{"protocol": "HTTP", "path": health_path, "portIndex": 0,
+                                "intervalSeconds": 5, "timeoutSeconds": 2,
+                                "gracePeriodSeconds": 10, "maxConsecutiveFailures": 3}]
+    return raw
+
+
+def as_marathon14(raw: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite a 1.5 app into the shape Marathon 1.4 served (docker.network, ipAddress)."""
+    out = copy.deepcopy(raw)
+    mode = (out.pop("networks", None) or [{"mode": "host"}])[0]["mode"]
+    container = out.get("container")
+    mappings = container.pop("portMappings", []) if container else []
+    out["ipAddress"] = None
+    if mode == "container/bridge":
+        container.setdefault("docker", {}).update(network="BRIDGE", portMappings=mappings)
+    elif mode == "container":
+        out["ipAddress"] = {"groups": [], "labels": {}, "networkName": "sim", "discovery": {
+            "ports": [{"number": m["containerPort"], "name": m.get("name", f"p{i}"),
+                       "protocol": m.get("protocol", "tcp")} for i, m in enumerate(mappings)]}}
+    out["ports"] = [p["port"] for p in out.get("portDefinitions", [])]
+    return out
+
+
+class _Stream:
+    def __init__(self, types: frozenset[str]) -> None:
+        self.types = types
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.stalled = False
+
+
+class SimMarathon:
+    """One simulated Marathon on 127.0.0.1 (port 0 unless given)."""
+
+    def __init__(self, *, version: str = "1.5", host: str = "127.0.0.1", port: int = 0,
+                 keepalive_seconds: float = 5.0, auth: str | None = None,
+                 agents: tuple[str, ...] = ("10.0.1.11", "10.0.1.12", "10.0.1.13")) -> None:
+        self.version = version  # "1.4" serves 1.4 JSON shapes
+        self.host, self.port = host, port
+        self.keepalive_seconds = keepalive_seconds
+        self.auth = auth
+        self.agents = agents
+        self.apps: dict[str, dict[str, Any]] = {}
+        self.fetches = 0  # GET /v2/apps requests
+        self.event_connects = 0  # GET /v2/events requests
+        self.event_filters: list[list[str]] = []  # event_type filters of each connection
+        self.status: int | None = None  # set by fail_with
+        self.redirect: str | None = None  # set by redirect_to
+        self._streams: set[_Stream] = set()
+        self._runner: web.AppRunner | None = None
+        self._next_agent = itertools.cycle(agents)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def connected_streams(self) -> int:
+        return len(self._streams)
+
+    async def start(self) -> str:
+        wapp = web.Application(middlewares=[self._gate])
+        wapp.router.add_get("/v2/apps", self._apps)
+        wapp.router.add_get("/v2/apps/{app_id:.+}", self._app)
+        wapp.router.add_get("/v2/deployments", self._deployments)
+        wapp.router.add_get("/v2/info", self._info)
+        wapp.router.add_get("/v2/leader", self._leader)
+        wapp.router.add_get("/v2/events", self._events)
+        self._runner = web.AppRunner(wapp, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port, reuse_address=True).start()
+        if self.port == 0:
+            self.port = self._runner.addresses[0][1]
+        return self.url
+
+    async def stop(self) -> None:
+        self.drop_streams()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> SimMarathon:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- what tests and the demo drive ------------------------------------------------
+
+    def add_app(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Create (or replace) an app and start `instances` tasks, with the events."""
+        raw = copy.deepcopy(raw)
+        n, raw["instances"], raw["tasks"] = raw.get("instances", 0), 0, []
+        self.apps[raw["id"]] = raw
+        self.push_event("api_post_event", {"clientIp": "127.0.0.1", "uri": f"/v2/apps{raw['id']}",
+                                           "appDefinition": self._strip(raw)})
+        self.scale(raw["id"], n)
+        return raw
+
+    def remove_app(self, app_id: str) -> None:
+        self.scale(app_id, 0)
+        del self.apps[app_id]
+        self.push_event("app_terminated_event", {"appId": app_id})
+
+    def scale(self, app_id: str, n: int) -> list[dict[str, Any]]:
+        """Start or kill (youngest first) tasks until `n` run; returns the new tasks."""
+        raw = self.apps[app_id]
+        plan = {"id": str(uuid.uuid4()), "version": now_iso(), "affectedApps": [app_id]}
+        self.push_event("deployment_info", {"plan": plan, "currentStep": {"actions": [
+            {"action": "ScaleApplication", "app": app_id}]}})
+        raw["instances"] = n
+        started = []
+        while len(raw["tasks"]) < n:
+            started.append(self.start_task(app_id))
+        while len(raw["tasks"]) > n:
+            self.kill_task(app_id, raw["tasks"][-1]["id"])
+        self.push_event("deployment_success", {"id": plan["id"], "plan": plan})
+        return started
+
+    def start_task(self, app_id: str, **fields: Any) -> dict[str, Any]:
+        """Launch one task: it appears in /v2/apps and a TASK_RUNNING event is pushed."""
+        raw = self.apps[app_id]
+        count = len(raw.get("portDefinitions") or raw.get("container", {}).get("portMappings", []))
+        fields.setdefault("host", next(self._next_agent))
+        if raw["networks"][0]["mode"] == "container":  # IP per task: no host ports
+            fields.setdefault("ports", [])
+            fields.setdefault("ip", f"9.0.0.{next(_port_counter) % 250 + 2}")
+        fields.setdefault("ports", [next(_port_counter) for _ in range(count)])
+        if raw["healthChecks"]:
+            fields.setdefault("alive", True)
+        t = task(app_id, version=raw["version"], **fields)
+        raw["tasks"].append(t)
+        self._status_event(t, t["state"])
+        return t
+
+    def kill_task(self, app_id: str, task_id: str, state: str = "TASK_KILLED") -> None:
+        raw = self.apps[app_id]
+        t = next(t for t in raw["tasks"] if t["id"] == task_id)
+        raw["tasks"].remove(t)
+        self._status_event(t, state)
+
+    def set_health(self, app_id: str, task_id: str, alive: bool) -> None:
+        t = next(t for t in self.apps[app_id]["tasks"] if t["id"] == task_id)
+        t["healthCheckResults"] = [{"alive": alive, "consecutiveFailures": 0 if alive else 1,
+                                    "taskId": task_id}]
+        ref = {"taskId": task_id} if self.version == "1.4" else {
+            "instanceId": task_id.replace(".", ".marathon-", 1)}
+        self.push_event("health_status_changed_event", {"appId": app_id, **ref, "alive": alive,
+                                                        "version": t["version"]})
+
+    def push_event(self, event_type: str, payload: dict[str, Any]) -> None:
+        """Send one event to every subscribed stream whose filter admits it."""
+        body = json.dumps({"eventType": event_type, "timestamp": now_iso(), **payload})
+        frame = f"event: {event_type}\ndata: {body}\n\n".encode()
+        for s in self._streams:
+            if not s.types or event_type in s.types:
+                s.queue.put_nowait(frame)
+
+    def drop_streams(self) -> None:
+        """Close every open event stream (the client sees a clean end of stream)."""
+        for s in self._streams:
+            s.queue.put_nowait(None)
+
+    def stall_streams(self) -> None:
+        """Keep the open streams open but send nothing more on them, not even keep-alives."""
+        for s in self._streams:
+            s.stalled = True
+
+    def fail_with(self, status: int | None) -> None:
+        """Answer every request with `status` (None: back to normal)."""
+        self.status = status
+
+    def redirect_to(self, url: str | None) -> None:
+        """Answer every request with a 307 to the same path on `url` (a non-leader)."""
+        self.redirect = url.rstrip("/") if url else None
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    @web.middleware
+    async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.auth is not None:
+            expected = "Basic " + base64.b64encode(self.auth.encode()).decode()
+            if request.headers.get("Authorization") != expected:
+                return web.json_response({"message": "Unauthorized"}, status=401)
+        if self.redirect:
+            raise web.HTTPTemporaryRedirect(self.redirect + request.path_qs)
+        if self.status is not None:
+            return web.json_response({"message": "simulated failure"}, status=self.status)
+        return await handler(request)
+
+    def _shape(self, raw: dict[str, Any], tasks: bool) -> dict[str, Any]:
+        out = as_marathon14(raw) if self.version == "1.4" else copy.deepcopy(raw)
+        if not tasks:
+            out.pop("tasks", None)
+        return out
+
+    def _strip(self, raw: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in self._shape(raw, False).items() if k != "deployments"}
+
+    async def _apps(self, request: web.Request) -> web.Response:
+        self.fetches += 1
+        embed = request.query.getall("embed", [])
+        tasks = "apps.tasks" in embed or "app.tasks" in embed
+        return web.json_response({"apps": [self._shape(a, tasks) for a in self.apps.values()]})
+
+    async def _app(self, request: web.Request) -> web.Response:
+        raw = self.apps.get("/" + request.match_info["app_id"].strip("/"))
+        if raw is None:
+            return web.json_response({"message": "App does not exist"}, status=404)
+        return web.json_response({"app": self._shape(raw, True)})
+
+    async def _deployments(self, request: web.Request) -> web.Response:
+        return web.json_response([])
+
+    async def _info(self, request: web.Request) -> web.Response:
+        return web.json_response({
+            "name": "marathon", "version": "1.4.13" if self.version == "1.4" else "1.5.6",
+            "leader": f"{self.host}:{self.port}", "frameworkId": "sim-framework-0000",
+            "elected": True, "event_subscriber": {"type": "http_callback", "http_endpoints": []},
+        })
+
+    async def _leader(self, request: web.Request) -> web.Response:
+        return web.json_response({"leader": f"{self.host}:{self.port}"})
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        self.event_connects += 1
+        types = request.query.getall("event_type", [])
+        self.event_filters.append(types)
+        stream = _Stream(frozenset(types))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        self._streams.add(stream)
+        try:
+            peer = request.remote or "127.0.0.1"
+            if not stream.types or "event_stream_attached" in stream.types:
+                attached = {"eventType": "event_stream_attached", "timestamp": now_iso(),
+                            "remoteAddress": peer}
+                await resp.write(f"event: event_stream_attached\ndata: {json.dumps(attached)}"
+                                 "\n\n".encode())
+            while True:
+                try:
+                    frame = await asyncio.wait_for(stream.queue.get(), self.keepalive_seconds)
+                except TimeoutError:
+                    frame = b":\n"  # keep-alive comment
+                if frame is None:
+                    break
+                if not stream.stalled:
+                    await resp.write(frame)
+        except ConnectionResetError:
+            pass
+        finally:
+            self._streams.discard(stream)
+        return resp
+
+    def _status_event(self, t: dict[str, Any], state: str) -> None:
+        self.push_event("status_update_event", {
+            "slaveId": t["slaveId"], "taskId": t["id"], "taskStatus": state, "message": "",
+            "appId": t["appId"], "host": t["host"], "ports": t["ports"],
+            "ipAddresses": t["ipAddresses"], "version": t["version"],
+        })
