@@ -1,0 +1,146 @@
+"""A record set in zone-file syntax, and the `discoveryd records --state FILE` command.
+
+`zone_lines` is pure. `records_command`, `listener_ips` and `system_resolver` are the
+I/O glue around `build_records` (file, interfaces, getaddrinfo) for the CLI and daemon.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import ipaddress
+import json
+import os
+import socket
+import struct
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from discoveryd.dns.records import Resolve, build_records, ip_literal
+from discoveryd.dns.recordset import RecordSet
+from discoveryd.settings import split_host_port
+
+if TYPE_CHECKING:
+    from discoveryd.settings import Settings, SoaSettings
+
+
+def _fqdn(name: str) -> str:
+    return name.strip(".").lower() + "."
+
+
+def zone_lines(
+    rs: RecordSet, *, domain: str, ttl: int, soa: SoaSettings, serial: int
+) -> list[str]:
+    """Every record, SOA and NS at the apex included: `NAME TTL IN TYPE DATA`, sorted."""
+    apex, mname = _fqdn(domain), _fqdn(soa.mname)
+    lines = [
+        f"{apex} {ttl} IN SOA {mname} {_fqdn(soa.rname)} {serial} {soa.refresh} "
+        f"{soa.retry} {soa.expire} {soa.minttl}",
+        f"{apex} {ttl} IN NS {mname}",
+    ]
+    for rtype, table in (("A", rs.a), ("AAAA", rs.aaaa)):
+        lines.extend(f"{name} {ttl} IN {rtype} {ip}" for name, ips in table.items() for ip in ips)
+    lines.extend(
+        f"{name} {ttl} IN SRV {s.priority} {s.weight} {s.port} {s.target}"
+        for name, srvs in rs.srv.items()
+        for s in srvs
+    )
+    return sorted(lines)
+
+
+def records_command(state_path: str | os.PathLike[str], settings: Settings) -> str:
+    """What `discoveryd records --state FILE` prints. Raises OSError, ValueError
+    (bad JSON) or sources.mesos_state.StateError for the CLI to report."""
+    from discoveryd.sources.mesos_state import parse_master_state  # CLI-only edge
+
+    path = Path(state_path)
+    mesos = parse_master_state(json.loads(path.read_text()))
+    dns = settings.dns
+    rs = build_records(
+        mesos,
+        domain=dns.domain,
+        masters=settings.mesos.masters,
+        ip_sources=settings.mesos.ip_sources,
+        enforce_rfc952=settings.mesos.enforce_rfc952,
+        mname=dns.soa.mname,
+        listen_ips=listener_ips(dns.listen),
+        resolve=system_resolver(),
+    )
+    # The file's mtime as serial: the same file always prints the same text.
+    serial = int(path.stat().st_mtime) & 0xFFFFFFFF
+    lines = zone_lines(rs, domain=dns.domain, ttl=dns.ttl, soa=dns.soa, serial=serial)
+    return "".join(line + "\n" for line in lines)
+
+
+def listener_ips(listen: Iterable[str]) -> tuple[str, ...]:
+    """IPs for the SOA mname record from `dns.listen` ("ip:port"): a wildcard listener
+    stands for every non-loopback address of the host (IPv4; IPv6 too for "::")."""
+    out: dict[str, None] = {}
+    for addr in listen:
+        host, _ = split_host_port(addr, 53)
+        if host == "0.0.0.0":
+            out.update(dict.fromkeys(local_ipv4s()))
+        elif host == "::":
+            out.update(dict.fromkeys(local_ipv4s()))
+            out.update(dict.fromkeys(local_ipv6s()))
+        elif (ip := ip_literal(host)) is not None:
+            out[ip] = None
+    return tuple(out)
+
+
+def local_ipv4s() -> list[str]:
+    """Non-loopback IPv4 addresses of this host's interfaces (Linux SIOCGIFADDR)."""
+    ips = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _, name in socket.if_nameindex():
+            try:
+                packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
+            except OSError:
+                continue  # no IPv4 address on this interface
+            ip = socket.inet_ntoa(packed[20:24])
+            if not ipaddress.IPv4Address(ip).is_loopback:
+                ips.append(ip)
+    return ips
+
+
+def local_ipv6s() -> list[str]:
+    """Global IPv6 addresses from /proc/net/if_inet6 (empty where that file is absent)."""
+    try:
+        rows = Path("/proc/net/if_inet6").read_text().split("\n")
+    except OSError:
+        return []
+    ips = []
+    for row in rows:
+        fields = row.split()
+        if fields:
+            ip = ipaddress.IPv6Address(bytes.fromhex(fields[0]))
+            if not (ip.is_loopback or ip.is_link_local):
+                ips.append(str(ip))
+    return ips
+
+
+def system_resolver(cache: dict[str, str | None] | None = None) -> Resolve:
+    """A `resolve` for build_records backed by getaddrinfo (blocking: call it off the
+    event loop, or pre-fill `cache`). IPv4 is preferred, like mesos-dns's A records."""
+    memo = {} if cache is None else cache
+
+    @functools.wraps(system_resolver)
+    def resolve(host: str) -> str | None:
+        if host in memo:
+            return memo[host]
+        ip = ip_literal(host) or _lookup(host)
+        memo[host] = ip
+        return ip
+
+    return resolve
+
+
+def _lookup(host: str) -> str | None:
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return None
+    addrs: Sequence[str] = [str(i[4][0]) for i in infos]
+    v4 = [a for a in addrs if ":" not in a]
+    return (v4 or list(addrs) or [None])[0]
