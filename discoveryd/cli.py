@@ -111,18 +111,17 @@ def _run_async(coro: object) -> int:
 
 def _records(args: argparse.Namespace) -> int:
     from discoveryd.dns.zonefile import records_command
+    from discoveryd.sources.mesos_state import StateError
 
     settings = _load(args.config)
     try:
-        raw = json.loads(Path(args.state).read_text())
+        sys.stdout.write(records_command(args.state, settings))
     except OSError as e:
         _die(f"--state: cannot read {args.state}: {e.strerror}")
     except json.JSONDecodeError as e:
         _die(f"--state: {args.state} is not JSON: line {e.lineno}: {e.msg}")
-    try:
-        sys.stdout.write(records_command(raw, settings))
-    except ValueError as e:
-        _die(f"--state: {e}")
+    except (StateError, ValueError) as e:
+        _die(f"--state: {args.state}: {e}")
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import socket
@@ -30,61 +29,7 @@ from discoveryd.settings import Settings, split_host_port
 from discoveryd.store import Store
 
 log = logging.getLogger("discoveryd.daemon")
-
-
-def local_ipv4_addresses() -> list[str]:
-    """Every non-loopback IPv4 address of this host (mesos-dns's listener 0.0.0.0 rule)."""
-    import fcntl
-    import struct
-
-    out: list[str] = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for _, name in socket.if_nameindex():
-            try:
-                req = struct.pack("256s", name.encode()[:15])
-                addr = socket.inet_ntoa(fcntl.ioctl(s.fileno(), 0x8915, req)[20:24])
-            except OSError:
-                continue
-            if not addr.startswith("127."):
-                out.append(addr)
-    return sorted(set(out))
-
-
-def listener_ips(listen: list[str]) -> list[str]:
-    """IPs for the SOA mname A record, from the DNS listen addresses."""
-    ips: list[str] = []
-    for entry in listen:
-        host, _ = split_host_port(entry)
-        ip = ipaddress.ip_address(host)
-        if ip.is_unspecified:
-            ips.extend(local_ipv4_addresses() if ip.version == 4 else [])
-        elif ip.version == 4:
-            ips.append(str(ip))
-    return sorted(set(ips)) or ["127.0.0.1"]
-
-
-class HostResolver:
-    """Cached hostname -> IPv4 lookups for build_records (run in a worker thread)."""
-
-    def __init__(self, ttl: float = 300.0) -> None:
-        self._cache: dict[str, tuple[float, str | None]] = {}
-        self._ttl = ttl
-
-    def __call__(self, host: str) -> str | None:
-        try:
-            return str(ipaddress.ip_address(host))
-        except ValueError:
-            pass
-        now = time.monotonic()
-        hit = self._cache.get(host)
-        if hit and now - hit[0] < self._ttl:
-            return hit[1]
-        try:
-            ip: str | None = socket.getaddrinfo(host, None, socket.AF_INET)[0][4][0]
-        except (OSError, IndexError):
-            ip = None
-        self._cache[host] = (now, ip)
-        return ip
+HOST_CACHE_SECONDS = 300.0  # how long hostname -> IP lookups for records are reused
 
 
 def sd_notify(message: str) -> None:
@@ -111,7 +56,8 @@ class Daemon:
         self.haproxy: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
-        self._resolve = HostResolver()
+        self._resolve_cache: dict[str, str | None] = {}
+        self._resolve_cache_at = 0.0
         self.http_addresses: list[tuple[str, int]] = []
 
     # --- which halves are on -------------------------------------------------
@@ -207,14 +153,18 @@ class Daemon:
 
     # --- records ---------------------------------------------------------------
     def _build_records(self, state: ClusterState) -> RecordSet:
+        """Runs in a worker thread: hostname lookups of masters/agents may block."""
         from discoveryd.dns.records import build_records
+        from discoveryd.dns.zonefile import listener_ips, system_resolver
 
         s = self.settings
+        if time.monotonic() - self._resolve_cache_at > HOST_CACHE_SECONDS:
+            self._resolve_cache, self._resolve_cache_at = {}, time.monotonic()
         assert state.mesos is not None
         return build_records(
             state.mesos, domain=s.dns.domain, masters=state.masters,
             ip_sources=s.mesos.ip_sources, enforce_rfc952=s.mesos.enforce_rfc952,
-            mname=s.dns.soa.mname, listen_ips=listener_ips(s.dns.listen), resolve=self._resolve,
+            mname=s.dns.soa.mname, listen_ips=listener_ips(s.dns.listen), resolve=system_resolver(self._resolve_cache),
         )
 
     async def _records_loop(self) -> None:
