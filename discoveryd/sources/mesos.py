@@ -148,13 +148,14 @@ class MesosSource:
             if reason not in self._skips_logged:
                 self._skips_logged.add(reason)
                 log.warning("zk_master_skipped %s", reason)
-        old = self._zk_masters[0] if self._zk_masters else None
-        self._zk_masters = masters
+        old, self._zk_masters = self._zk_masters, masters
         self._update_missing()
-        if leader != old:
+        if leader != (old[0] if old else None):
             log.info("zk_leader_detected leader=%s masters=%s",
                      leader.address if leader else None, [m.address for m in masters])
             self._fire()  # a leader change fetches immediately
+        elif masters != old:
+            self.request_refresh()  # only the other masters changed: refresh ClusterState.masters
 
     def _update_missing(self) -> None:
         usable = self._zk_connected and bool(self._zk_masters)
