@@ -217,3 +217,11 @@ def _additional(rot: tuple[bytes, ...], addresses: dict[bytes, list[bytes]], mna
         elif rtype == b"\x00\x02":
             targets[mname] = None
     return tuple(rr for t in targets for rr in addresses.get(t, ()))
+
+
+def failure_response(query: bytes, rcode: int, ra: bool) -> bytes:
+    """`rcode` (e.g. SERVFAIL when every upstream failed) echoing the query's question."""
+    rec = DNSRecord.parse(query)
+    reply = rec.reply(ra=int(ra), aa=0)
+    reply.header.rcode = rcode
+    return bytes(reply.pack())

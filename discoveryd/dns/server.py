@@ -1,0 +1,270 @@
+"""The DNS server: UDP and TCP transports around the resolver's `Zone`.
+
+`update()` builds a new Zone (index + packed answers) and swaps one reference, so a
+query always sees one complete record set. The UDP path is a callback that calls
+`Zone.answer` and `sendto`; only forwarding spawns a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+from time import perf_counter
+
+from discoveryd.dns.answers import SERVFAIL
+from discoveryd.dns.forwarder import Forwarder
+from discoveryd.dns.recordset import RecordSet
+from discoveryd.dns.resolver import FORWARD, Zone, build_zone, failure_response
+from discoveryd.dns.upstreams import Upstream, build_upstreams, select_upstreams
+from discoveryd.metrics import Metrics
+from discoveryd.settings import DnsSettings, split_host_port
+
+log = logging.getLogger("discoveryd.dns")
+
+TCP_IDLE_TIMEOUT = 10.0  # seconds without a query before a TCP connection is closed
+MAX_FORWARDS = 1024  # concurrent forwarded queries; beyond this, SERVFAIL at once
+UDP_RCVBUF = 4 << 20  # absorb bursts while the loop is busy
+
+
+class DnsServer:
+    def __init__(self, settings: DnsSettings, metrics: Metrics, *,
+                 resolv_conf: str = "/etc/resolv.conf", count_queries: bool = True,
+                 reuse_port: bool = False) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.resolv_conf = resolv_conf
+        self.count_queries = count_queries  # False only to measure the counting's cost
+        self.reuse_port = reuse_port  # lets several processes share the listen sockets
+        self.tcp_idle_timeout = TCP_IDLE_TIMEOUT
+        self.zone = Zone(settings, 0, ready=False)  # SERVFAIL for the domain until update()
+        self.forwarder = Forwarder(settings.timeout, metrics)
+        self._serial = 0
+        self._upstreams: tuple[list[Upstream], dict[str, list[Upstream]]] = ([], {})
+        self._addresses: list[tuple[str, int]] = []
+        self._transports: list[asyncio.BaseTransport] = []
+        self._servers: list[asyncio.base_events.Server] = []
+        self._connections: set[_TcpProtocol] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return list(self._addresses)
+
+    @property
+    def serving(self) -> bool:
+        return bool(self._transports) and self.zone.ready
+
+    def update(self, record_set: RecordSet) -> list[tuple[str, str]]:
+        """Build the answers for `record_set` and swap them in; returns (name, reason) skipped."""
+        started = perf_counter()
+        self._serial = max(self._serial + 1, int(time.time()))
+        zone, skipped = build_zone(record_set, self.settings, self._serial)
+        self.zone = zone
+        for rtype, n in record_set.counts().items():
+            self.metrics.dns_records.labels(rtype).set(n)
+        self.metrics.dns_record_build_seconds.observe(perf_counter() - started)
+        return skipped
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            for spec in self.settings.listen:
+                udp, tcp = _bind_pair(*_listen_address(spec), self.reuse_port)
+                self._addresses.append(udp.getsockname()[:2])
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _UdpProtocol(self), sock=udp)
+                self._transports.append(transport)
+                self._servers.append(await loop.create_server(lambda: _TcpProtocol(self),
+                                                              sock=tcp))
+        except BaseException:
+            await self.stop()
+            raise
+        # Upstreams listening on the port we were given (port 0) are loops too.
+        listen = self._addresses + [_listen_address(a) for a in self.settings.listen]
+        self._upstreams = build_upstreams(self.settings, self._read_resolv_conf(), listen)
+        log.info("dns_listening", extra={"addresses": self._addresses})
+
+    async def stop(self) -> None:
+        for transport in self._transports:
+            transport.close()
+        for server in self._servers:
+            server.close()
+        for conn in list(self._connections):
+            conn.transport.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._transports.clear()
+        self._servers.clear()
+        self._addresses.clear()
+
+    def _read_resolv_conf(self) -> str:
+        if self.settings.resolvers:
+            return ""
+        try:
+            return Path(self.resolv_conf).read_text()
+        except OSError as e:
+            log.warning("resolv_conf_unreadable", extra={"path": self.resolv_conf,
+                                                         "error": str(e)})
+            return ""
+
+    def forward(self, query: bytes, qtype: str, qname: str, started: float,
+                send: Callable[[bytes], None]) -> None:
+        """Answer `query` from the upstreams in a task of its own."""
+        if len(self._tasks) >= MAX_FORWARDS:
+            self._finish_forward(query, None, qtype, started, send)
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._forward(query, qtype, qname, started, send))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _forward(self, query: bytes, qtype: str, qname: str, started: float,
+                       send: Callable[[bytes], None]) -> None:
+        upstreams = select_upstreams(qname, *self._upstreams)
+        answer = await self.forwarder.forward(query, upstreams)
+        self._finish_forward(query, answer, qtype, started, send)
+
+    def _finish_forward(self, query: bytes, answer: bytes | None, qtype: str, started: float,
+                        send: Callable[[bytes], None]) -> None:
+        self.metrics.dns_forwarded.labels("ok" if answer else "servfail").inc()
+        if answer is None:
+            answer = failure_response(query, SERVFAIL, ra=True)
+        send(answer)
+        self.metrics.dns.observe(qtype, _RCODES.get(answer[3] & 0xF, "other"),
+                                 perf_counter() - started)
+
+    def answered(self, qtype: str, rcode: str, started: float, transport: str) -> None:
+        """Bookkeeping for everything but plain answers (those are counted inline)."""
+        if rcode in ("FORMERR", "dropped"):
+            self.metrics.dns_malformed.labels(transport).inc()
+        elif rcode == "REFUSED" and not self.settings.external:
+            self.metrics.dns_forwarded.labels("refused").inc()
+        if rcode != "dropped" and self.count_queries:
+            self.metrics.dns.observe(qtype, rcode, perf_counter() - started)
+
+
+_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+        self.observe = server.metrics.dns.observe if server.count_queries else None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.sendto = transport.sendto  # type: ignore[attr-defined]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        started = perf_counter()
+        server = self.server
+        try:
+            out, qtype, rcode = server.zone.answer(data)
+            if out.__class__ is bytes:
+                self.sendto(out, addr)
+                if rcode in ("NOERROR", "NXDOMAIN") and self.observe is not None:
+                    self.observe(qtype, rcode, perf_counter() - started)
+                    return
+            elif out is FORWARD:
+                server.forward(data, qtype, rcode, started, lambda a: self.sendto(a, addr))
+                return
+            server.answered(qtype, rcode, started, "udp")
+        except Exception:  # the server never stops; a bug here costs one query
+            log.exception("dns_query_failed")
+            server.metrics.dns_malformed.labels("udp").inc()
+
+    def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable
+        pass
+
+
+class _TcpProtocol(asyncio.Protocol):
+    """RFC 7766: length-prefixed queries, several per connection, answers as they come."""
+
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+        self.buffer = bytearray()
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.server._connections.add(self)
+        self._touch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._connections.discard(self)
+        if self.idle is not None:
+            self.idle.cancel()
+
+    def _touch(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = asyncio.get_running_loop().call_later(self.server.tcp_idle_timeout,
+                                                          self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        self._touch()
+        self.buffer += data
+        while len(self.buffer) >= 2:
+            n = self.buffer[0] << 8 | self.buffer[1]
+            if len(self.buffer) < n + 2:
+                break
+            query = bytes(self.buffer[2:n + 2])
+            del self.buffer[:n + 2]
+            self._handle(query)
+
+    def _send(self, answer: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(struct.pack(">H", len(answer)) + answer)
+
+    def _handle(self, query: bytes) -> None:
+        started = perf_counter()
+        server = self.server
+        try:
+            out, qtype, rcode = server.zone.answer(query, tcp=True)
+            if out.__class__ is bytes:
+                self._send(out)  # type: ignore[arg-type]
+            elif out is FORWARD:
+                server.forward(query, qtype, rcode, started, self._send)
+                return
+            server.answered(qtype, rcode, started, "tcp")
+        except Exception:
+            log.exception("dns_query_failed")
+            server.metrics.dns_malformed.labels("tcp").inc()
+
+
+def _listen_address(spec: str) -> tuple[str, int]:
+    return split_host_port(spec)
+
+
+def _bind_pair(host: str, port: int, reuse_port: bool) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket on the same address and port (port 0: one free for both)."""
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    for _ in range(20 if port == 0 else 1):
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        tcp = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            for s in (udp, tcp):
+                if family == socket.AF_INET6:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                if reuse_port:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                s.setblocking(False)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+            udp.bind((host, port))
+            tcp.bind((host, udp.getsockname()[1]))
+            tcp.listen(1024)
+            return udp, tcp
+        except OSError:
+            udp.close()
+            tcp.close()
+            if port != 0:
+                raise
+    raise OSError(f"no free port for both UDP and TCP on {host}")

@@ -1,0 +1,63 @@
+"""Which upstream resolvers a forwarded name goes to (pure: text and settings in, lists out)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from discoveryd.settings import DnsSettings, split_host_port
+
+Upstream = tuple[str, int]
+
+
+def parse_resolv_conf(text: str) -> list[Upstream]:
+    """The `nameserver` entries of a resolv.conf, in order (invalid ones are ignored)."""
+    out: list[Upstream] = []
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            host = fields[1].split("%", 1)[0]  # drop an IPv6 zone index
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                continue
+            out.append((host, 53))
+    return out
+
+
+def _parse(servers: list[str]) -> list[Upstream]:
+    return [split_host_port(s, 53) for s in servers]
+
+
+def _is_self(upstream: Upstream, listen: list[Upstream]) -> bool:
+    """True when forwarding to `upstream` would reach this server (a loop)."""
+    host, port = upstream
+    ip = ipaddress.ip_address(host)
+    for lhost, lport in listen:
+        if lport != port:
+            continue
+        lip = ipaddress.ip_address(lhost)
+        if ip == lip or (lip.is_unspecified and (ip.is_loopback or ip.is_unspecified)):
+            return True
+    return False
+
+
+def build_upstreams(settings: DnsSettings, resolv_conf_text: str, listen: list[Upstream]
+                    ) -> tuple[list[Upstream], dict[str, list[Upstream]]]:
+    """(default upstreams, zone -> upstreams), our own listen addresses removed."""
+    default = _parse(settings.resolvers) if settings.resolvers else parse_resolv_conf(
+        resolv_conf_text)
+    default = [u for u in default if not _is_self(u, listen)]
+    zones = {zone: [u for u in _parse(servers) if not _is_self(u, listen)]
+             for zone, servers in settings.zone_resolvers.items()}
+    return default, zones
+
+
+def select_upstreams(qname: str, default: list[Upstream], zones: dict[str, list[Upstream]]
+                     ) -> list[Upstream]:
+    """The upstreams of the longest zone that `qname` is in, else the default list."""
+    name = qname.lower().rstrip(".")
+    best, best_len = default, -1
+    for zone, servers in zones.items():
+        if (name == zone or name.endswith("." + zone)) and len(zone) > best_len:
+            best, best_len = servers, len(zone)
+    return best
