@@ -41,6 +41,10 @@ class FetchError(Exception):
         self.result = result
 
 
+class NoLeader(Exception):
+    """Neither ZooKeeper nor a static list names a master to ask (yet)."""
+
+
 def _ip_or_none(host: str) -> str | None:
     try:
         return str(ipaddress.ip_address(host))
@@ -114,6 +118,10 @@ class MesosSource:
                     failures = 0
                 except asyncio.CancelledError:
                     raise
+                except NoLeader as e:  # waiting for ZooKeeper: not a failure to back off from
+                    if self._last_error != str(e):
+                        log.info("waiting_for_leader %s", e)
+                    self._last_error = str(e)
                 except Exception as e:  # keep following; the last good state stays
                     failures += 1
                     self._last_error = str(e)
@@ -172,7 +180,7 @@ class MesosSource:
         """Fetch from the first candidate that answers as (or names) the leader."""
         candidates = self._candidates()
         if not candidates:
-            raise FetchError("none", "no leading master known yet")
+            raise NoLeader("no leading master known yet")
         errors = []
         for candidate in candidates:
             try:
