@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -82,7 +83,7 @@ class Daemon:
             self.dns = DnsServer(s.dns, m)
             if self.record_set is not None:
                 self.dns.update(self.record_set)
-            await self.dns.start()
+            await self._start_dns()
             self._spawn(self._records_loop(), "records")
         if self.mesos_enabled:
             from discoveryd.sources.mesos import MesosSource
@@ -141,6 +142,18 @@ class Daemon:
         if not task.cancelled() and task.exception() is not None:
             log.error("component_crashed %s: %r", task.get_name(), task.exception(),
                       exc_info=task.exception())
+
+    async def _start_dns(self) -> None:
+        """Bind the DNS sockets; on a reload the old sockets may take a loop turn or two to
+        close (transport.close() is deferred), so EADDRINUSE is retried briefly."""
+        for attempt in range(40):
+            try:
+                await self.dns.start()
+                return
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE or attempt == 39:
+                    raise
+                await asyncio.sleep(0.05)
 
     async def _start_http(self, listen: str) -> None:
         host, port = split_host_port(listen)
