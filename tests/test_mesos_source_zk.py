@@ -59,6 +59,26 @@ async def test_lowest_sequence_leads_and_deletion_fails_over(
         await stop(task)
 
 
+async def test_leader_change_abandons_fetch_from_hung_old_leader(
+        zk: ZkEnv, zk_admin: KazooClient, masters: list[SimMesosMaster]) -> None:
+    a, b = masters
+    node_a = register(zk_admin, zk, a)
+    register(zk_admin, zk, b)
+    settings = MesosSettings(zk=zk.url, refresh_seconds=0.2, state_timeout=100)
+    store = Store()
+    task = await running(MesosSource(settings, store, Metrics()))
+    try:
+        await until_state(store, lambda s: leader_pid(s) == a.pid)
+        a.mode = "hang"
+        seen = a.requests
+        await until(lambda: a.requests > seen)  # a refresh is now stuck on a
+        zk_admin.delete(node_a)
+        # Well before the 100 s state_timeout: the stuck fetch was abandoned.
+        await until_state(store, lambda s: leader_pid(s) == b.pid, timeout=30)
+    finally:
+        await stop(task)
+
+
 async def test_zookeeper_outage_keeps_state_and_recovers(
         zk: ZkEnv, zk_admin: KazooClient, masters: list[SimMesosMaster]) -> None:
     a, b = masters

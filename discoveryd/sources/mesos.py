@@ -75,6 +75,7 @@ class MesosSource:
         self._leader: Leader | None = None
         self._last_refresh: float | None = None
         self._last_error: str | None = None
+        self._inflight: asyncio.Future[None] | None = None
 
     # --- public -----------------------------------------------------------
 
@@ -114,7 +115,7 @@ class MesosSource:
             while True:
                 self._wake.clear()
                 try:
-                    await self.refresh()
+                    await self._refresh_once()
                     failures = 0
                 except asyncio.CancelledError:
                     raise
@@ -161,6 +162,8 @@ class MesosSource:
         if leader != (old[0] if old else None):
             log.info("zk_leader_detected leader=%s masters=%s",
                      leader.address if leader else None, [m.address for m in masters])
+            if self._inflight is not None:
+                self._inflight.cancel()  # possibly stuck on the old leader
             self._fire()  # a leader change fetches immediately
         elif masters != old:
             self.request_refresh()  # only the other masters changed: refresh ClusterState.masters
@@ -175,6 +178,19 @@ class MesosSource:
             self._zk_missing_since = asyncio.get_running_loop().time()
 
     # --- one refresh ---------------------------------------------------------
+
+    async def _refresh_once(self) -> None:
+        """refresh(), which a leader change may cancel (a hung old leader must not delay it)."""
+        inflight = self._inflight = asyncio.ensure_future(self.refresh())
+        try:
+            await asyncio.wait({inflight})
+        finally:
+            self._inflight = None
+            inflight.cancel()  # no-op when done; reached early only if run() is cancelled
+        if inflight.cancelled():
+            log.info("refresh_superseded by a leader change")
+            return
+        inflight.result()  # re-raise the refresh's error
 
     async def refresh(self) -> None:
         """Fetch from the first candidate that answers as (or names) the leader."""

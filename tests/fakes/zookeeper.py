@@ -77,7 +77,7 @@ class ZooKeeperServer:
     def start(self, deadline: float = 60.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
-        log = open(self.dir / "server.log", "ab")  # noqa: SIM115 - owned by the child
+        log = open(self.dir / "server.log", "ab")  # the child inherits it
         self.proc = subprocess.Popen(
             ["java", "-Xmx256m", "-XX:+UseSerialGC", "-Dzookeeper.jmx.log4j.disable=true",
              "-cp", _classpath(), MAIN_CLASS, str(self.dir / "zoo.cfg")],
