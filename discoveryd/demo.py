@@ -78,7 +78,7 @@ def banner(dns_port: int, http_port: int, workdir: Path) -> str:
     return f"""
 discoveryd demo is running (Ctrl-C to stop). Try:
   {dig} web.marathon.mesos             # A records of the /web tasks
-  {dig} api.shop.marathon.mesos        # Marathon app /shop/api
+  {dig} api-shop.marathon.mesos        # Marathon app /shop/api (groups become dashes, as in mesos-dns)
   {dig} _web._tcp.marathon.mesos SRV   # SRV with ports
   {dig} leader.mesos                   # the (simulated) leading master
   {dig} toy-store.ipv6-framework.mesos AAAA

@@ -2,7 +2,7 @@
 
 Marathon's tasks appear in `/master/state` under the `marathon` framework, named the
 way Marathon names Mesos tasks (app id path reversed: `/shop/api` -> `api.shop`), so
-`api.shop.marathon.mesos` answers with the same tasks HAProxy routes to.
+`api-shop.marathon.mesos` (mesos-dns turns the dot into a dash) answers with the same tasks HAProxy routes to.
 """
 
 from __future__ import annotations
