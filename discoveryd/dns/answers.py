@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Sequence
+from functools import lru_cache
 from itertools import cycle
 
 from discoveryd.dns.recordset import Srv
@@ -74,6 +75,7 @@ def rotations(items: Sequence[bytes], limit: int = MAX_ROTATIONS) -> list[tuple[
     return [tuple(items[o:]) + tuple(items[:o]) for o in offsets]
 
 
+@lru_cache(maxsize=4096)
 def heads(rcode: int, counts: tuple[int, int, int, int], *, aa: bool, ra: bool) -> tuple[bytes, ...]:
     """Flags + counts for each (RD, CD) combination of the query, indexed rd | cd << 1."""
     out = []

@@ -196,11 +196,17 @@ def build_zone(record_set: RecordSet, settings: DnsSettings, serial: int
 
     for wire, types in by_name.items():
         qlen = len(wire) + 4
-        for rtype, rrs in list(types.items()) + [(w.ANY, sum(types.values(), []))]:
+        for rtype, rrs in types.items():
             rots = w.rotations(rrs)
             adds = [_additional(rot, addresses, mname) for rot in rots]
-            key = wire + _QTAIL.pack(rtype, 1)
-            zone.cache[key] = w.Answer(qlen, w.NOERROR, rots, adds, ra=zone.external)
+            answer = w.Answer(qlen, w.NOERROR, rots, adds, ra=zone.external)
+            zone.cache[wire + _QTAIL.pack(rtype, 1)] = answer
+        if len(types) > 1:
+            rrs = sum(types.values(), [])
+            rots = w.rotations(rrs)
+            adds = [_additional(rot, addresses, mname) for rot in rots]
+            answer = w.Answer(qlen, w.NOERROR, rots, adds, ra=zone.external)
+        zone.cache[wire + _QTAIL.pack(w.ANY, 1)] = answer  # ANY: every type of the name
         zone.names.update(wire[i:] for i in _label_offsets(wire)[:-1]
                           if wire[i:].endswith(zone.domain_wire))
     return zone, skipped
