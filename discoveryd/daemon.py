@@ -190,19 +190,21 @@ class Daemon:
             state = await self.store.wait_newer(state.version)
 
     async def _rebuild(self, state: ClusterState) -> None:
-        started = time.perf_counter()
+        """Build records and the DNS answer cache in a worker thread, then swap them in:
+        the loop keeps answering queries from the previous cache meanwhile."""
+        dns = self.dns
         try:
             rs = await asyncio.to_thread(self._build_records, state)
+            dns_skipped = await asyncio.to_thread(dns.update, rs) if dns is not None else []
         except Exception:
             log.exception("records_failed keeping the previous record set")
             return
-        if self.dns is not None:
-            self.dns.update(rs)
         self.record_set = rs
-        self.metrics.dns_record_build_seconds.observe(time.perf_counter() - started)
         for what, reason in rs.skipped:
             log.warning("record_skipped %s: %s", what, reason)
             self.metrics.mesos_skipped.labels(what.split(" ", 1)[0]).inc()
+        for name, reason in dns_skipped:
+            log.warning("answer_skipped %s: %s", name, reason)
         log.debug("records_built %s", rs.counts())
 
     async def _notify_ready(self) -> None:
