@@ -311,7 +311,8 @@ class SimMarathon:
                                  "\n\n".encode())
             while True:
                 try:
-                    frame = await asyncio.wait_for(stream.queue.get(), self.keepalive_seconds)
+                    async with asyncio.timeout(self.keepalive_seconds):
+                        frame = await stream.queue.get()
                 except TimeoutError:
                     frame = b":\n"  # keep-alive comment
                 if frame is None:

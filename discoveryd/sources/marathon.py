@@ -1,0 +1,289 @@
+"""The Marathon source: a `/v2/apps` snapshot kept current by the `/v2/events` stream.
+
+Task status and health events are applied to the model directly (consumers see them
+without waiting for a fetch); app-level events schedule a snapshot fetch, coalesced
+to one in flight plus one pending. Every (re)connect and every `refresh_seconds`
+re-syncs. `marathon.urls` are tried in order; the first that answers is kept, so a
+dead first URL costs one short connect timeout, never stalled updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
+
+from discoveryd.metrics import MARATHON_EVENT_TYPES, Metrics
+from discoveryd.model.cluster import with_marathon
+from discoveryd.model.marathon import MarathonSnapshot
+from discoveryd.model.marathon_update import apply_health_change, apply_status_update, remove_app
+from discoveryd.settings import MarathonSettings, redact_url
+from discoveryd.sources.marathon_apps import (
+    MarathonFormatError,
+    parse_apps,
+    parse_health_change,
+    parse_status_update,
+)
+from discoveryd.sources.sse import SseParser
+from discoveryd.store import Store
+
+log = logging.getLogger("discoveryd.marathon")
+
+Reducer = Callable[[MarathonSnapshot], MarathonSnapshot]
+SUBSCRIBED = ("status_update_event", "health_status_changed_event", "api_post_event",
+              "app_terminated_event", "deployment_info", "deployment_success",
+              "deployment_failed", "deployment_step_success", "event_stream_attached")
+REFETCH = frozenset({"api_post_event", "app_terminated_event", "deployment_info",
+                     "deployment_success", "deployment_failed", "deployment_step_success"})
+
+
+class MarathonError(Exception):
+    """A request to every Marathon URL failed; the message says how."""
+
+
+class MarathonSource:
+    def __init__(self, settings: MarathonSettings, store: Store, metrics: Metrics, *,
+                 on_task_change: Callable[[], None] | None = None,
+                 stall_timeout: float = 60.0, connect_timeout: float = 2.0,
+                 backoff_base: float = 0.5, backoff_cap: float = 30.0,
+                 coalesce_seconds: float = 0.2) -> None:
+        if not settings.urls:
+            raise ValueError("marathon.urls is empty")
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.on_task_change = on_task_change
+        self.stall_timeout = stall_timeout  # no bytes (not even keep-alives) for this long
+        self.connect_timeout = min(connect_timeout, settings.timeout)
+        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+        self.coalesce_seconds = coalesce_seconds  # events this close together share a fetch
+        self._auth_header = (
+            {"Authorization": "Basic " + base64.b64encode(settings.auth.encode()).decode()}
+            if settings.auth else {})
+        self._current = 0  # index of the URL that last worked
+        self._fetch_wanted = asyncio.Event()
+        self._replay: list[Reducer] | None = None  # events applied while a fetch is in flight
+        self._session: aiohttp.ClientSession | None = None
+        self.connected = False
+        self.last_snapshot_at: float | None = None
+        self.last_error: str | None = None
+
+    def status(self) -> dict[str, Any]:
+        """For /v1/state."""
+        snap = self.store.current.marathon
+        return {
+            "url": redact_url(self.settings.urls[self._current]),
+            "connected": self.connected,
+            "events": self.settings.events,
+            "last_snapshot": self.last_snapshot_at,
+            "apps": len(snap.apps) if snap else 0,
+            "tasks": snap.task_count if snap else 0,
+            "last_error": self.last_error,
+        }
+
+    def request_fetch(self) -> None:
+        """Ask for a snapshot fetch; calls while one is pending or running coalesce."""
+        self._fetch_wanted.set()
+
+    async def run(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            self._session = session
+            fetcher = asyncio.create_task(self._fetch_loop(), name="marathon-fetch")
+            try:
+                if self.settings.events:
+                    await self._event_loop()
+                else:
+                    await fetcher
+            finally:
+                fetcher.cancel()
+                self._set_connected(False)
+                await asyncio.gather(fetcher, return_exceptions=True)
+
+    # --- snapshot ---------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        await self.fetch_once()
+        while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+            try:
+                async with asyncio.timeout(self.settings.refresh_seconds):
+                    await self._fetch_wanted.wait()
+                # A burst arrives over many reads: let it finish, then fetch once.
+                await asyncio.sleep(self.coalesce_seconds)
+            except TimeoutError:
+                pass
+            self._fetch_wanted.clear()
+            ok = await self.fetch_once()
+            if not self.settings.events:
+                self._set_connected(ok)
+
+    async def fetch_once(self) -> bool:
+        """Fetch and install a snapshot; on any failure keep the last one. Never raises."""
+        self._replay = []
+        try:
+            raw = await self._get_json("/v2/apps?embed=apps.tasks")
+            snap = parse_apps(raw)
+        except (MarathonError, MarathonFormatError) as e:
+            self.metrics.marathon_fetches.labels("error").inc()
+            self.last_error = str(e)
+            log.warning("marathon_fetch_failed error=%s", e)
+            return False
+        finally:
+            replay, self._replay = self._replay, None
+        for reducer in replay:  # events newer than the fetch's start win
+            snap = reducer(snap)
+        for app_id, reason in snap.skipped:
+            log.warning("marathon_app_skipped app_id=%s reason=%s", app_id, reason)
+        self.metrics.marathon_fetches.labels("ok").inc()
+        self._install(snap)
+        self.last_snapshot_at = time.time()
+        return True
+
+    def _install(self, snap: MarathonSnapshot) -> None:
+        now = time.time()
+        self.store.apply(lambda s: with_marathon(s, snap, now))
+        self.metrics.marathon_apps.set(len(snap.apps))
+        self.metrics.marathon_tasks.set(snap.task_count)
+        self.metrics.last_update.labels("marathon").set(now)
+
+    async def _get_json(self, path: str) -> Any:
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout,
+                                        sock_connect=self.connect_timeout)
+        resp = await self._open(path, timeout, {"Accept": "application/json"})
+        async with resp:
+            try:
+                return await resp.json(content_type=None)
+            except (ValueError, aiohttp.ClientError, TimeoutError) as e:
+                raise MarathonError(f"{resp.url}: invalid answer: {e}") from None
+
+    async def _open(self, path: str, timeout: aiohttp.ClientTimeout,
+                    headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """GET `path` from the URL that last worked, then the others in order."""
+        urls = self.settings.urls
+        order = [self._current, *(i for i in range(len(urls)) if i != self._current)]
+        errors = []
+        for i in order:
+            try:
+                resp = await self._get_following(urls[i] + path, timeout, headers)
+            except (aiohttp.ClientError, TimeoutError) as e:
+                errors.append(f"{redact_url(urls[i])}: {type(e).__name__} {e}".strip())
+                continue
+            if resp.status == 200:
+                if i != self._current:
+                    log.info("marathon_failover url=%s", redact_url(urls[i]))
+                    self._current = i
+                return resp
+            errors.append(f"{redact_url(urls[i])}: HTTP {resp.status}")
+            resp.release()
+        raise MarathonError("; ".join(errors))
+
+    async def _get_following(self, url: str, timeout: aiohttp.ClientTimeout,
+                             headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """GET, following redirects to the leader ourselves so basic auth is kept."""
+        assert self._session is not None
+        for _ in range(5):
+            resp = await self._session.get(url, timeout=timeout, allow_redirects=False,
+                                           headers={**headers, **self._auth_header})
+            location = resp.headers.get("Location")
+            if resp.status not in (301, 302, 303, 307, 308) or not location:
+                return resp
+            resp.release()
+            url = urljoin(url, location)
+        raise aiohttp.ClientError(f"too many redirects ending at {url}")
+
+    # --- events -----------------------------------------------------------------------
+
+    async def _event_loop(self) -> None:
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await self._stream_once()
+                reason = "stream_ended"
+            except (MarathonError, aiohttp.ClientError, TimeoutError) as e:
+                reason = f"{type(e).__name__}: {e}"
+            except Exception as e:  # a bug must not end the source: log it and reconnect
+                log.exception("marathon_stream_error")
+                reason = f"{type(e).__name__}: {e}"
+            self._set_connected(False)
+            self.last_error = reason
+            if time.monotonic() - started > self.backoff_cap:
+                failures = 0  # it was healthy for a while: start back-off afresh
+            failures += 1
+            delay = min(self.backoff_cap, self.backoff_base * 2 ** (failures - 1))
+            delay *= random.uniform(0.5, 1.0)
+            log.warning("marathon_stream_lost reason=%s retry_in=%.1fs", reason, delay)
+            await asyncio.sleep(delay)
+
+    async def _stream_once(self) -> None:
+        query = "&".join(f"event_type={t}" for t in SUBSCRIBED)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout,
+                                        sock_read=None)
+        resp = await self._open(f"/v2/events?{query}", timeout, {"Accept": "text/event-stream"})
+        async with resp:
+            self._set_connected(True)
+            log.info("marathon_stream_connected url=%s", redact_url(str(resp.url)))
+            self.request_fetch()  # re-sync: events before this point were missed
+            parser = SseParser()
+            while True:
+                try:
+                    async with asyncio.timeout(self.stall_timeout):
+                        chunk = await resp.content.readany()
+                except TimeoutError:
+                    raise MarathonError(f"stream silent for {self.stall_timeout}s") from None
+                if not chunk:
+                    return
+                for event in parser.feed(chunk):
+                    self.handle_event(event.event, event.data)
+
+    def handle_event(self, event_type: str, data: str) -> None:
+        """Apply one event from the stream (public so tests and benchmarks can drive it)."""
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            payload = None
+        if event_type == "message" and isinstance(payload, dict):
+            event_type = str(payload.get("eventType", "message"))
+        known = event_type if event_type in MARATHON_EVENT_TYPES else "other"
+        self.metrics.marathon_events.labels(known).inc()
+        try:
+            if event_type == "status_update_event":
+                update = parse_status_update(payload)
+                self._apply(update.app_id, lambda s: apply_status_update(s, update))
+                if self.on_task_change is not None:
+                    self.on_task_change()
+            elif event_type == "health_status_changed_event":
+                ch = parse_health_change(payload)
+                self._apply(ch.app_id,
+                            lambda s: apply_health_change(s, ch.app_id, ch.task_id, ch.alive))
+            elif event_type in REFETCH:
+                if event_type == "app_terminated_event" and isinstance(payload, dict):
+                    app_id = "/" + str(payload.get("appId", "")).strip("/")
+                    self._apply(app_id, lambda s: remove_app(s, app_id))
+                self.request_fetch()
+        except MarathonFormatError as e:
+            log.warning("marathon_event_invalid type=%s error=%s", event_type, e)
+            self.request_fetch()
+
+    def _apply(self, app_id: str, reducer: Reducer) -> None:
+        if self._replay is not None:
+            self._replay.append(reducer)
+        snap = self.store.current.marathon
+        if snap is None or app_id not in snap.apps:
+            self.request_fetch()  # a new app (or no snapshot yet): only a fetch knows it
+            return
+        new = reducer(snap)
+        if new is not snap:
+            self._install(new)
+
+    def _set_connected(self, connected: bool) -> None:
+        self.connected = connected
+        self.metrics.marathon_connected.set(1 if connected else 0)
