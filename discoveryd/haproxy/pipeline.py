@@ -1,0 +1,231 @@
+"""The HAProxy loop: store -> view -> text -> candidate -> validate -> promote -> reload.
+
+Latest wins: a burst of store changes costs one render, and reloads are at least
+`min_reload_interval` apart. Every failure keeps the last good file in force: an
+invalid candidate never touches the live file, and the apps that broke it are found
+by bisection and left out. A failed reload is retried (against what HAProxy last
+loaded, not what the file holds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from discoveryd.haproxy import files
+from discoveryd.haproxy.bisection import find_bad_apps
+from discoveryd.haproxy.check import validate
+from discoveryd.haproxy.reload import run_reload, save_server_state
+from discoveryd.haproxy.render import Renderer
+from discoveryd.haproxy.view import HAProxyView, Skipped, build_view
+from discoveryd.metrics import Metrics
+from discoveryd.model.cluster import ClusterState
+from discoveryd.settings import HAProxySettings
+from discoveryd.store import Store
+
+log = logging.getLogger("discoveryd.haproxy")
+RETRY_SECONDS = 5.0  # a failed reload or validation is retried this often without changes
+MAX_BISECTION_ROUNDS = 5
+
+
+class HAProxyPipeline:
+    def __init__(self, settings: HAProxySettings, store: Store, metrics: Metrics) -> None:
+        self.settings = settings
+        self._store = store
+        self._metrics = metrics
+        self._renderer = Renderer(settings.templates_dir)
+        self._lock = asyncio.Lock()
+        self._rendered: str | None = None  # last full render (before leaving apps out)
+        self._installable: str | None = None  # what that render became after bisection
+        self._installed: str | None = None  # text of the live file, installed by us
+        self._loaded: str | None = None  # text HAProxy last loaded successfully
+        self._loaded_known = False
+        self._view: HAProxyView | None = None
+        self._excluded: list[str] = []
+        self._skipped: list[Skipped] = []
+        self._last_reload: dict[str, Any] = {}
+        self._last_error: str | None = None
+        self._last_reload_at = 0.0
+        self._pending_retry = False
+
+    @property
+    def ready(self) -> bool:
+        """A valid configuration has been installed."""
+        return self._installed is not None
+
+    def current_config(self) -> str | None:
+        return self._installed
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready,
+            "config_path": self.settings.config_path,
+            "backends": [b.name for b in self._view.backends] if self._view else [],
+            "last_reload": self._last_reload,
+            "last_error": self._last_error,
+            "excluded_apps": self._excluded,
+            "skipped": [{"app_id": a, "port_index": i, "reason": r} for a, i, r in self._skipped],
+        }
+
+    async def run(self) -> None:
+        """Follow the store until cancelled; the one place that catches and backs off."""
+        version = -1
+        while True:
+            state = await self._next_state(version)
+            if state is None:  # retry timer fired with no new state
+                state = self._store.current
+            version = state.version
+            if state.marathon is None:
+                continue
+            wait = self._last_reload_at + self.settings.min_reload_interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)  # rate limit; then take the newest state
+                state = self._store.current
+                version = state.version
+            try:
+                await self._cycle(state, force=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - keep the last good file, retry later
+                self._fail(f"haproxy cycle failed: {e!r}")
+                log.exception("haproxy.cycle_failed")
+
+    async def _next_state(self, version: int) -> ClusterState | None:
+        if self._store.current.version > version:
+            return self._store.current
+        timeout = RETRY_SECONDS if self._pending_retry else None
+        try:
+            return await asyncio.wait_for(self._store.wait_newer(version), timeout)
+        except TimeoutError:
+            return None
+
+    async def reload_now(self) -> dict[str, Any]:
+        """Re-render, validate and reload regardless of changes (POST /v1/haproxy/reload)."""
+        state = self._store.current
+        if state.marathon is None:
+            return {"ok": False, "error": "no Marathon state yet"}
+        ok = await self._cycle(state, force=True)
+        return {"ok": ok, **self.status()}
+
+    async def _cycle(self, state: ClusterState, force: bool) -> bool:
+        async with self._lock:
+            assert state.marathon is not None
+            started = time.perf_counter()
+            view, skipped = build_view(state.marathon, self.settings)
+            text = self._renderer.render(view)
+            self._metrics.haproxy_render_seconds.observe(time.perf_counter() - started)
+            self._note_skipped(skipped)
+            if not self._loaded_known:
+                self._loaded = self._installed = await asyncio.to_thread(
+                    files.read_file, self.settings.config_path)
+                self._loaded_known = True
+            if force or text != self._rendered or self._installable is None:
+                installable = await self._validated(view, text)
+                self._rendered, self._installable = text, installable
+            if self._installable is None:
+                return False
+            if self._installable != self._installed:
+                await asyncio.to_thread(self._install, self._installable)
+                self._installed = self._installable
+                log.info("haproxy.installed path=%s backends=%d", self.settings.config_path,
+                         len(self._view.backends) if self._view else 0)
+            return await self._maybe_reload(force)
+
+    @property
+    def _candidate(self) -> str:
+        return files.candidate_path(self.settings.config_path)
+
+    def _install(self, text: str) -> None:
+        files.write_file(self._candidate, text)
+        files.promote(self._candidate, self.settings.config_path)
+
+    async def _validated(self, view: HAProxyView, text: str) -> str | None:
+        """The text to install: `text` if valid, else the view minus the apps breaking it."""
+        if await self._valid(text, self._candidate):
+            self._set_view(view, [])
+            return text
+        self._metrics.haproxy_validation_failures.inc()
+        error = self._last_error
+        if not await self._valid_subset(view, []):
+            self._fail(f"invalid even without any app (templates or settings?): {error}")
+            return None
+        excluded: list[str] = []
+        for _ in range(MAX_BISECTION_ROUNDS):
+            apps = [a for a in view.app_ids if a not in excluded]
+            excluded += await find_bad_apps(apps, lambda keep: self._valid_subset(view, keep))
+            reduced = view.without(set(excluded))
+            text = self._renderer.render(reduced)
+            if await self._valid(text, self._candidate):
+                log.warning("haproxy.apps_excluded app_ids=%s reason=validation_failed",
+                            ",".join(excluded))
+                self._set_view(reduced, excluded)
+                return text
+        self._fail("rendered configuration invalid even without the offending apps; "
+                   "the live file stays")
+        return None
+
+    async def _valid_subset(self, view: HAProxyView, keep: Sequence[str]) -> bool:
+        drop = set(view.app_ids) - set(keep)
+        text = self._renderer.render(view.without(drop))
+        return await self._valid(text, files.candidate_path(self.settings.config_path, "bisect"))
+
+    async def _valid(self, text: str, path: str) -> bool:
+        await asyncio.to_thread(files.write_file, path, text)
+        result = await validate(self.settings.validate_command, path)
+        if not result.ok:
+            self._last_error = result.output[-2000:]
+        return result.ok
+
+    def _set_view(self, view: HAProxyView, excluded: list[str]) -> None:
+        self._view, self._excluded = view, excluded
+        self._metrics.haproxy_backends.set(len(view.backends))
+
+    async def _maybe_reload(self, force: bool) -> bool:
+        command = self.settings.reload_command
+        if command is None or (self._installed == self._loaded and not force):
+            self._loaded = self._installed
+            self._succeeded()
+            return True
+        if self.settings.server_state_file:
+            await save_server_state(self.settings.stats_socket, self.settings.server_state_file)
+        self._last_reload_at = time.monotonic()
+        ok, output = await run_reload(command)
+        self._last_reload = {"at": time.time(), "ok": ok, "output": output[-2000:]}
+        self._metrics.haproxy_reloads.labels("ok" if ok else "error").inc()
+        if not ok:
+            self._fail(f"reload failed: {output[-500:]}")
+            log.error("haproxy.reload_failed output=%r", output[-500:])
+            return False
+        log.info("haproxy.reloaded")
+        self._loaded = self._installed
+        self._succeeded()
+        return True
+
+    def _succeeded(self) -> None:
+        self._pending_retry = False
+        if not self._excluded:
+            self._last_error = None
+        self._metrics.last_update.labels("haproxy").set(time.time())
+
+    def _fail(self, message: str) -> None:
+        self._pending_retry = True
+        self._last_error = message
+
+    def _note_skipped(self, skipped: list[Skipped]) -> None:
+        """Log and count ports newly left out; keep the per-app gauge exact."""
+        old = set(self._skipped)
+        for app_id, index, reason in skipped:
+            if (app_id, index, reason) not in old:
+                log.warning("haproxy.port_skipped app_id=%s port_index=%d reason=%s",
+                            app_id, index, reason)
+                self._metrics.haproxy_skipped.labels(reason).inc()
+        before = {a for a, _, _ in self._skipped}
+        now = {a for a, _, _ in skipped}
+        for app_id in before - now:
+            self._metrics.haproxy_skipped_apps.remove(app_id)
+        for app_id in now:
+            self._metrics.haproxy_skipped_apps.labels(app_id).set(1)
+        self._skipped = sorted(set(skipped))
