@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := zookeeper haproxy dnsperf bind9 dnsutils
+APT_PACKAGES := zookeeper haproxy dnsperf bind9 dnsutils socat prometheus iproute2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test deps venv lint bench clean
