@@ -82,7 +82,7 @@ class Deployment:
 
 
 def _check(value: str, pattern: re.Pattern[str], reason: str, label: str) -> str:
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         raise LabelError(reason, f"{label}={value!r}")
     return value
 

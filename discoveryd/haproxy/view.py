@@ -174,7 +174,7 @@ def merge_deployments(apps: tuple[App, ...],
     out: list[tuple[App, tuple[Task, ...]]] = []
     groups: dict[str, list[App]] = {}
     for app in apps:
-        if not APP_ID_RE.match(app.app_id):
+        if not APP_ID_RE.fullmatch(app.app_id):
             skipped.append((app.app_id, -1, "bad_app_id"))
             continue
         try:
@@ -231,7 +231,7 @@ def _check(app: App, labels: PortLabels, index: int) -> Check | None:
         return None
     fall = hc.max_consecutive_failures + 1
     if hc.protocol in HTTP_CHECKS:
-        if not CHECK_PATH_RE.match(hc.path or "/"):
+        if not CHECK_PATH_RE.fullmatch(hc.path or "/"):
             raise LabelError("bad_healthcheck_path", repr(hc.path))
         return Check("http", hc.path or "/", hc.interval_seconds, fall, hc.timeout_seconds)
     if hc.protocol in TCP_CHECKS:
@@ -265,7 +265,7 @@ def _valid_address(address: str) -> bool:
         ipaddress.ip_address(address)
         return True
     except ValueError:
-        return bool(HOST_RE.match(address)) and not address.startswith("*")
+        return bool(HOST_RE.fullmatch(address)) and not address.startswith("*")
 
 
 def _servers(app: App, tasks: tuple[Task, ...], index: int, check_index: int | None,
