@@ -52,8 +52,11 @@ def read_apps(path: str) -> Any:
                           2) from None
 
 
-def _settings(group: str | None, templates: str | None) -> HAProxySettings:
-    values: dict[str, Any] = {"templates_dir": templates}
+def _settings(group: str | None, templates: str | None,
+              base: HAProxySettings | None) -> HAProxySettings:
+    values: dict[str, Any] = (base or HAProxySettings()).model_dump()
+    if templates is not None:
+        values["templates_dir"] = templates
     if group is not None:
         values["group"] = group
     try:
@@ -64,14 +67,18 @@ def _settings(group: str | None, templates: str | None) -> HAProxySettings:
 
 
 async def render_command(marathon_urls: list[str] | None, apps_file: str | None,
-                         group: str | None, output: str | None, templates: str | None) -> int:
-    """Exit code: 0 rendered, 1 Marathon unreachable, 2 usage or input error."""
+                         group: str | None, output: str | None, templates: str | None,
+                         settings: HAProxySettings | None = None) -> int:
+    """Exit code: 0 rendered, 1 Marathon unreachable, 2 usage or input error.
+
+    `settings` (the haproxy section of a config file) supplies ports and paths; `group`
+    and `templates` override it."""
     from discoveryd.sources.marathon_apps import MarathonFormatError, parse_apps
 
     try:
         if bool(marathon_urls) == bool(apps_file):
             raise RenderError("render: give exactly one of --marathon or --apps-file", 2)
-        settings = _settings(group, templates)
+        settings = _settings(group, templates, settings)
         try:
             renderer = Renderer(settings.templates_dir)
         except Exception as e:  # noqa: BLE001 - jinja2 raises many kinds for a bad template

@@ -7,14 +7,12 @@ Order is always sorted (app id, port index, names), so equal input renders equal
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import zlib
 from dataclasses import dataclass, replace
 
 from discoveryd.haproxy.labels import (
     APP_ID_RE,
-    HOST_RE,
     Auth,
     LabelError,
     PortLabels,
@@ -28,6 +26,8 @@ from discoveryd.settings import HAProxySettings
 SERVED_STATES = frozenset({"TASK_RUNNING", "TASK_LOST", "TASK_UNREACHABLE", None})
 HTTP_CHECKS = frozenset({"HTTP", "MESOS_HTTP"})
 TCP_CHECKS = frozenset({"TCP", "MESOS_TCP", "HTTPS", "MESOS_HTTPS"})
+ADDRESS_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*")
+NAME_CHARS = str.maketrans({c: "_" for c in ".:-[]%"})
 CHECK_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%?&=+-]*$")
 Skipped = tuple[str, int, str]  # (app_id, port_index or -1 for the whole app, reason)
 
@@ -261,11 +261,8 @@ def _endpoint(app: App, task: Task, index: int) -> tuple[str, int] | None:
 
 
 def _valid_address(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-        return True
-    except ValueError:
-        return bool(HOST_RE.fullmatch(address)) and not address.startswith("*")
+    """A hostname, IPv4 or IPv6 address: nothing that could inject a directive."""
+    return bool(ADDRESS_RE.fullmatch(address))
 
 
 def _servers(app: App, tasks: tuple[Task, ...], index: int, check_index: int | None,
@@ -284,7 +281,7 @@ def _servers(app: App, tasks: tuple[Task, ...], index: int, check_index: int | N
         if check_index is not None and check_index != index:
             cp = _endpoint(app, task, check_index)
             check_port = cp[1] if cp else None
-        name = re.sub(r"[^A-Za-z0-9]", "_", f"{ep[0]}_{ep[1]}")
+        name = f"{ep[0]}_{ep[1]}".translate(NAME_CHARS)
         out.append(Server(name, 0, ep[0], ep[1], check_port, disabled))
     return out
 
@@ -302,7 +299,7 @@ def _with_ids(servers: list[Server]) -> tuple[Server, ...]:
         while sid in used:
             sid += 1
         used.add(sid)
-        out.append(replace(s, id=sid))
+        out.append(Server(s.name, sid, s.address, s.port, s.check_port, s.disabled))
     return tuple(out)
 
 
