@@ -334,7 +334,7 @@ def parse_settings(data: Any) -> tuple[Settings, list[str]]:
     try:
         return Settings.model_validate(data), warnings
     except ValidationError as e:
-        raise ConfigError("; ".join(_format_error(x) for x in e.errors())) from None
+        raise ConfigError("; ".join(_format_error(dict(x)) for x in e.errors())) from None
 
 
 def load_settings(path: str | Path) -> tuple[Settings, list[str]]:

@@ -82,7 +82,7 @@ def as_marathon14(raw: dict[str, Any]) -> dict[str, Any]:
     container = out.get("container")
     mappings = container.pop("portMappings", []) if container else []
     out["ipAddress"] = None
-    if mode == "container/bridge":
+    if mode == "container/bridge" and container is not None:
         container.setdefault("docker", {}).update(network="BRIDGE", portMappings=mappings)
     elif mode == "container":
         out["ipAddress"] = {"groups": [], "labels": {}, "networkName": "sim", "discovery": {

@@ -235,7 +235,7 @@ class MesosSource:
             if redirected and own is not None:  # HTTP redirect: we talked to `own`
                 return state, Leader(own.host, own.port, master.source, _ip_or_none(own.host))
             return state, Leader(master.host, master.port, master.source,
-                                 master.ip or (own and _ip_or_none(own.host)))
+                                 master.ip or (_ip_or_none(own.host) if own else None))
         self._metrics.mesos_state_fetches.labels("not_leader").inc()
         named = state.leader_pid
         log.info("not_leader master=%s leader=%s", master.address, state.leader)

@@ -81,11 +81,11 @@ def parse_master_info(seq: int, data: bytes) -> MasterInfo:
         raise ValueError(f"not JSON ({e})") from None
     if not isinstance(raw, dict):
         raise ValueError("not a JSON object")
-    address = raw.get("address") if isinstance(raw.get("address"), dict) else {}
+    address: dict[str, Any] = raw["address"] if isinstance(raw.get("address"), dict) else {}
     ip = address.get("ip") or _unpack_ip(raw.get("ip"))
     hostname = address.get("hostname") or raw.get("hostname")
     port = address.get("port") or raw.get("port")
-    pid = raw.get("pid") if isinstance(raw.get("pid"), str) else ""
+    pid: str = raw["pid"] if isinstance(raw.get("pid"), str) else ""
     if (not ip or not port) and "@" in pid:  # fall back to "master@ip:port"
         pid_host, _, pid_port = pid.partition("@")[2].rpartition(":")
         ip, port = ip or pid_host or None, port or (int(pid_port) if pid_port.isdigit() else None)
