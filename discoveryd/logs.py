@@ -32,6 +32,10 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName"}
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         msg = record.getMessage()
@@ -44,6 +48,10 @@ class JsonFormatter(logging.Formatter):
             "event": event if re.fullmatch(r"[a-z][a-z0-9_.]*", event) else "message",
             "msg": msg,
         }
+        for key, value in vars(record).items():  # fields passed with extra={...}
+            if key not in _STANDARD_ATTRS and key not in doc:
+                doc[key] = value if isinstance(value, int | float | bool | None) else redact(
+                    str(value))
         if record.exc_info:
             doc["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(doc, separators=(",", ":"))
