@@ -32,7 +32,6 @@ def view_of(*apps, settings: HAProxySettings = S):
     ("HAPROXY_0_PATH", "/a\nlisten x", "bad_path"),
     ("HAPROXY_0_PORT", "80x", "bad_int"),
     ("HAPROXY_0_MODE", "udp", "bad_mode"),
-    ("HAPROXY_0_STICKY", "maybe", "bad_bool"),
     ("HAPROXY_0_BALANCE", "roundrobin\n  server x 1.2.3.4:1", "bad_balance"),
     ("HAPROXY_0_AUTH", "realm:user", "bad_auth"),
     ("HAPROXY_0_AUTH", 'r"x:user:pw', "bad_auth"),
@@ -59,7 +58,7 @@ def test_groups_per_port_group_replaces_app_group() -> None:
     ungrouped = app("/nogroup", (10003,), group=None, tasks=(task("/nogroup", 3),))
     assert len(view_of(a, ungrouped, settings=star)[0].backends) == 3
     assert view_of(ungrouped)[0].backends == ()
-    disabled = app("/off", (10004,), labels={"HAPROXY_0_ENABLED": "false"})
+    disabled = served("/off", (10004,), labels={"HAPROXY_0_ENABLED": "false"})
     assert view_of(disabled)[0].backends == ()
 
 
@@ -105,15 +104,63 @@ def test_task_filter_states_and_health() -> None:
     assert b.mode == "http" and b.check and b.check.path == "/ping" and b.check.fall == 4
 
 
-def test_rule_order_paths_first_then_weight() -> None:
+def served(app_id: str, ports: tuple[int, ...] = (10000,), **kw):
+    """An app with one running task (marathon-lb renders no frontend for an app without)."""
+    alive = True if kw.get("health_checks") else None
+    return app(app_id, ports, tasks=(task(app_id, 31000, ports=(31000,) * len(ports),
+                                          alive=alive),), **kw)
+
+
+def test_rule_order_weight_then_paths_first() -> None:
     view, _ = view_of(
-        app("/root", (10001,), labels={"HAPROXY_0_VHOST": "x.test"}),
-        app("/heavy", (10002,), labels={"HAPROXY_0_VHOST": "y.test", "HAPROXY_0_BACKEND_WEIGHT": "9"}),
-        app("/api", (10003,), labels={"HAPROXY_0_VHOST": "x.test", "HAPROXY_0_PATH": "/api"}),
-        app("/apiv2", (10004,), labels={"HAPROXY_0_VHOST": "x.test", "HAPROXY_0_PATH": "/api/v2"}),
+        served("/root", (10001,), labels={"HAPROXY_0_VHOST": "x.test"}),
+        served("/heavy", (10002,), labels={"HAPROXY_0_VHOST": "y.test",
+                                           "HAPROXY_0_BACKEND_WEIGHT": "9"}),
+        served("/api", (10003,), labels={"HAPROXY_0_VHOST": "x.test", "HAPROXY_0_PATH": "/api"}),
+        served("/apiv2", (10004,), labels={"HAPROXY_0_VHOST": "x.test",
+                                           "HAPROXY_0_PATH": "/api/v2"}),
+        served("/last", (10005,), labels={"HAPROXY_0_VHOST": "x.test", "HAPROXY_0_PATH": "/z",
+                                          "HAPROXY_0_BACKEND_WEIGHT": "-1"}),
     )
-    assert [r.backend for r in view.host_rules] == ["apiv2_10004", "api_10003", "heavy_10002",
-                                                    "root_10001"]
+    # marathon-lb: weight first (a path of weight 0 counts as 1), then our path-before-host.
+    assert [r.backend for r in view.host_rules] == ["heavy_10002", "apiv2_10004", "api_10003",
+                                                    "root_10001", "last_10005"]
+
+
+def test_bool_labels_as_marathon_lb() -> None:
+    for value, sticky in (("true", True), ("T", True), ("y", True), ("yes", True),
+                          ("1", False), ("on", False), ("maybe", False)):
+        (b,) = view_of(served("/s", labels={"HAPROXY_0_STICKY": value}))[0].backends
+        assert b.labels.sticky is sticky, value
+    assert view_of(served("/off", labels={"HAPROXY_0_ENABLED": "1"}))[0].backends == ()
+
+
+def test_app_without_servers_gets_no_frontend() -> None:
+    view, skipped = view_of(app("/idle", (10001,), labels={"HAPROXY_0_VHOST": "i.test"}),
+                            app("/down", (10002,), tasks=(task("/down", 1, state="TASK_KILLED"),)))
+    assert (view.backends, view.host_rules, view.appid_rules, skipped) == ((), (), (), [])
+
+
+def test_multiple_paths_and_health_check_port() -> None:
+    hc = (HealthCheck("HTTP", "/ping", port_index=None, port=8999),)
+    a, b = view_of(served("/a", (10001, 10002), health_checks=hc, labels={
+        "HAPROXY_0_VHOST": "a.test", "HAPROXY_0_PATH": "-i /x /y"}))[0].backends
+    assert a.labels.path == "-i /x /y" and a.labels.weight == 1
+    # a check with a fixed port covers every port (marathon-lb), checked on that port
+    assert a.check and b.check and b.mode == "http"
+    assert {s.check_port for s in a.servers + b.servers} == {8999}
+
+
+def test_mode_from_checks_as_marathon_lb() -> None:
+    def mode(protocol: str, **labels: str):
+        hc = (HealthCheck(protocol, "/h"),)
+        (b,) = view_of(served("/m", health_checks=hc, labels=labels))[0].backends
+        return b.mode, b.check and b.check.kind
+    assert mode("HTTP") == ("http", "http")
+    assert mode("MESOS_HTTP") == ("tcp", "tcp")
+    assert mode("MESOS_HTTP", HAPROXY_0_VHOST="m.test") == ("http", "http")
+    assert mode("HTTP", HAPROXY_0_MODE="tcp") == ("tcp", "tcp")
+    assert mode("HTTPS", HAPROXY_0_VHOST="m.test") == ("http", "tcp")
 
 
 def test_blue_green_merged_with_old_colour_drained() -> None:
@@ -128,8 +175,8 @@ def test_blue_green_merged_with_old_colour_drained() -> None:
 
 
 def test_port_conflicts_skip_the_later_app() -> None:
-    view, skipped = view_of(app("/a", (10001,)), app("/b", (10001,)),
-                            app("/c", (9090,)))  # stats_port
+    view, skipped = view_of(served("/a", (10001,)), served("/b", (10001,)),
+                            served("/c", (9090,)))  # stats_port
     assert [b.app_id for b in view.backends] == ["/a"]
     assert skipped == [("/b", 0, "port_conflict"), ("/c", 0, "port_conflict")]
 
@@ -193,5 +240,5 @@ async def test_render_command_from_file_and_marathon(tmp_path: Path, capsys) -> 
 
 def test_templates_dir_overrides_one_partial(tmp_path: Path) -> None:
     (tmp_path / "_stats.j2").write_text("\nlisten stats\n  bind *:1\n  # custom\n")
-    text = Renderer(str(tmp_path)).render(view_of(app("/a", (10001,)))[0])
+    text = Renderer(str(tmp_path)).render(view_of(served("/a", (10001,)))[0])
     assert "# custom" in text and "backend a_10001" in text

@@ -27,8 +27,8 @@ GROUP_RE = re.compile(r"^[A-Za-z0-9_.*-]+$")
 BALANCE_RE = re.compile(
     r"^(roundrobin|static-rr|leastconn|first|source|uri|random|"
     r"url_param [A-Za-z0-9_-]+|hdr\([A-Za-z0-9_-]+\)|rdp-cookie(\([A-Za-z0-9_-]+\))?)$")
-TRUE = {"true", "1", "yes", "on"}
-FALSE = {"false", "0", "no", "off", ""}
+# marathon-lb's string_to_bool: these are true, every other value is false.
+TRUE = frozenset({"true", "t", "yes", "y"})
 
 
 class LabelError(ValueError):
@@ -79,6 +79,7 @@ class Deployment:
     group: str
     started_at: str
     target_instances: int | None
+    new_instances: bool = False  # HAPROXY_DEPLOYMENT_NEW_INSTANCES present (bluegreen_deploy.py)
 
 
 def _check(value: str, pattern: re.Pattern[str], reason: str, label: str) -> str:
@@ -87,13 +88,21 @@ def _check(value: str, pattern: re.Pattern[str], reason: str, label: str) -> str
     return value
 
 
-def _bool(value: str, label: str) -> bool:
-    v = value.strip().lower()
-    if v in TRUE:
-        return True
-    if v in FALSE:
-        return False
-    raise LabelError("bad_bool", f"{label}={value!r}")
+def _bool(value: str) -> bool:
+    """As marathon-lb: "true", "t", "yes", "y" (any case) are true; anything else is false."""
+    return value.strip().lower() in TRUE
+
+
+def _paths(value: str, label: str) -> str:
+    """HAPROXY_n_PATH: one or more space-separated `path_beg` prefixes, optionally "-i" first."""
+    tokens = value.split()
+    flags = tokens[:1] if tokens[:1] == ["-i"] else []
+    prefixes = tokens[len(flags):]
+    if not prefixes:
+        raise LabelError("bad_path", f"{label}={value!r}")
+    for p in prefixes:
+        _check(p, PATH_RE, "bad_path", label)
+    return " ".join(flags + prefixes)
 
 
 def _int(value: str, label: str, lo: int, hi: int) -> int:
@@ -150,12 +159,13 @@ def parse_port_labels(labels: Mapping[str, str], index: int) -> PortLabels:
     elif get("HAPROXY_GROUP") is not None:
         kw["groups"] = parse_groups(labels["HAPROXY_GROUP"], "HAPROXY_GROUP")
     if (v := get(p + "ENABLED")) is not None:
-        kw["enabled"] = _bool(v, p + "ENABLED")
+        kw["enabled"] = _bool(v)
     if (v := get(p + "VHOST")) is not None:
         kw["vhosts"] = tuple(_check(h.lower(), HOST_RE, "bad_vhost", p + "VHOST")
                              for h in _list(v))
+    if (v := get(p + "PATH")) is not None and v.strip():
+        kw["path"] = _paths(v, p + "PATH")
     for key, field, pattern, reason in (
-        ("PATH", "path", PATH_RE, "bad_path"),
         ("HTTP_BACKEND_PROXYPASS_PATH", "proxypass_path", PATH_RE, "bad_path"),
         ("HTTP_BACKEND_REVPROXY_PATH", "revproxy_path", PATH_RE, "bad_path"),
         ("HTTP_BACKEND_REDIR", "redirect_path", PATH_RE, "bad_path"),
@@ -174,10 +184,12 @@ def parse_port_labels(labels: Mapping[str, str], index: int) -> PortLabels:
         kw["bind_addr"] = _bind_addr(v.strip(), p + "BIND_ADDR")
     if (v := get(p + "BACKEND_WEIGHT")) is not None:
         kw["weight"] = _int(v, p + "BACKEND_WEIGHT", -99999, 99999)
+    if "path" in kw and not kw.get("weight"):
+        kw["weight"] = 1  # marathon-lb: a path rule of default weight 0 counts as weight 1
     for key, field in (("STICKY", "sticky"), ("REDIRECT_TO_HTTPS", "redirect_to_https"),
                        ("USE_HSTS", "hsts")):
         if (v := get(p + key)) is not None:
-            kw[field] = _bool(v, p + key)
+            kw[field] = _bool(v)
     if (v := get(p + "SSL_CERT")) is not None:
         kw["ssl_certs"] = tuple(_check(c, CERT_RE, "bad_ssl_cert", p + "SSL_CERT")
                                 for c in _list(v))
@@ -201,4 +213,5 @@ def parse_deployment(app: App) -> Deployment | None:
     target = app.labels.get("HAPROXY_DEPLOYMENT_TARGET_INSTANCES")
     instances = None if target is None else _int(target, "HAPROXY_DEPLOYMENT_TARGET_INSTANCES",
                                                   0, 100000)
-    return Deployment(group, started, instances)
+    return Deployment(group, started, instances,
+                      "HAPROXY_DEPLOYMENT_NEW_INSTANCES" in app.labels)

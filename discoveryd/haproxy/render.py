@@ -18,10 +18,16 @@ BUNDLED = Path(haproxy_templates.__file__).parent
 MAIN = "haproxy.cfg.j2"
 
 
+def vhost_cond(host: str) -> str:
+    """The Host header (without its port) is `host`; "*.example.com" matches the suffix."""
+    if host.startswith("*."):
+        return f"{{ req.hdr(host),field(1,:) -m end -i {host[1:]} }}"
+    return f"{{ req.hdr(host),field(1,:) -i {host} }}"
+
+
 def host_cond(rule: HostRule) -> str:
-    """The ACL of a vhost rule on the plain HTTP frontend (Host header without its port)."""
-    match = "-m end -i" if rule.wildcard else "-i"
-    cond = f"{{ req.hdr(host),field(1,:) {match} {rule.host} }}"
+    """The ACL of a vhost rule on the plain HTTP frontend."""
+    cond = vhost_cond("*" + rule.host if rule.wildcard else rule.host)
     return cond + (f" {{ path_beg {rule.path} }}" if rule.path else "")
 
 
@@ -51,7 +57,8 @@ class Renderer:
             keep_trailing_newline=True,
             auto_reload=False,
         )
-        env.globals.update(bind=bind_spec, host_cond=host_cond, sni_cond=sni_cond)
+        env.globals.update(bind=bind_spec, host_cond=host_cond, sni_cond=sni_cond,
+                           vhost_cond=vhost_cond)
         env.filters["regex_escape"] = regex_escape
         self._template = env.get_template(MAIN)
 

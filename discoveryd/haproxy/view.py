@@ -165,14 +165,15 @@ def build_view(snapshot: MarathonSnapshot,
 
 
 def merge_deployments(apps: tuple[App, ...],
-                      skipped: list[Skipped]) -> list[tuple[App, tuple[Task, ...]]]:
-    """Blue/green: apps sharing HAPROXY_DEPLOYMENT_GROUP become one app named after the group.
+                      skipped: list[Skipped]) -> list[tuple[App, frozenset[str]]]:
+    """Blue/green, as marathon-lb: apps sharing HAPROXY_DEPLOYMENT_GROUP become one app.
 
-    The app whose deployment started last is the new colour; the tasks of the others are
-    returned as `draining` (rendered `disabled`). Apps outside a group pass through.
+    The colour whose deployment started first keeps its labels and service ports (the new
+    colour runs on the alternate port until it takes over) under the group's id; it gets
+    every task of both. Returns each app with the ids of its tasks to drain (`disabled`).
     """
-    out: list[tuple[App, tuple[Task, ...]]] = []
-    groups: dict[str, list[App]] = {}
+    out: list[tuple[App, frozenset[str]]] = []
+    groups: dict[str, list[tuple[str, App]]] = {}
     for app in apps:
         if not APP_ID_RE.fullmatch(app.app_id):
             skipped.append((app.app_id, -1, "bad_app_id"))
@@ -183,19 +184,35 @@ def merge_deployments(apps: tuple[App, ...],
             skipped.append((app.app_id, -1, e.reason))
             continue
         if dep is None:
-            out.append((app, ()))
+            out.append((app, frozenset()))
         else:
-            groups.setdefault(dep.group, []).append(app)
+            groups.setdefault(dep.group, []).append((dep.started_at, app))
     for group in sorted(groups):
-        members = sorted(groups[group], key=lambda a: (
-            a.labels.get("HAPROXY_DEPLOYMENT_STARTED_AT", ""), a.app_id))
-        new, old = members[-1], members[:-1]
-        draining = tuple(t for a in old for t in a.tasks)
-        out.append((replace(new, app_id=group), draining))
+        members = [a for _, a in sorted(groups[group], key=lambda m: (m[0], m[1].app_id))]
+        merged, draining = members[0], frozenset[str]()
+        for new in members[1:]:
+            merged, drained = _merge_colours(merged, new)
+            draining |= drained
+        out.append((replace(merged, app_id=group), draining))
     return out
 
 
-def _backend(app: App, draining: tuple[Task, ...], index: int, settings: HAProxySettings,
+def _merge_colours(old: App, new: App) -> tuple[App, frozenset[str]]:
+    """The old colour with the new one's tasks added; drain as many old tasks as the new
+    colour has healthy instances, keeping HAPROXY_DEPLOYMENT_TARGET_INSTANCES in service."""
+    dep = parse_deployment(new)
+    target = dep.target_instances if dep and dep.new_instances and dep.target_instances else 1
+    if new.health_checks:
+        healthy = sum(1 for t in new.tasks if any(h.alive for h in t.health))
+    else:
+        healthy = new.instances
+    old_tasks = sorted(old.tasks, key=lambda t: t.task_id)
+    count = min(len(old_tasks), healthy, max(0, healthy + old.instances - target))
+    drained = frozenset(t.task_id for t in old_tasks[:count])
+    return old.with_tasks(tuple(old_tasks) + new.tasks), drained
+
+
+def _backend(app: App, draining: frozenset[str], index: int, settings: HAProxySettings,
              skipped: list[Skipped]) -> Backend | None:
     labels = parse_port_labels(app.labels, index)
     if not labels.enabled or not _group_matches(labels.groups, settings.group):
@@ -206,13 +223,15 @@ def _backend(app: App, draining: tuple[Task, ...], index: int, settings: HAProxy
     port = labels.port or sp.service_port
     if not port:
         raise LabelError("no_service_port", "neither a servicePort nor HAPROXY_n_PORT")
-    check = _check(app, labels, index)
-    mode = labels.mode or ("http" if labels.vhosts or (check and check.kind == "http") else "tcp")
+    hc, http_hint = _health_check(app, labels, index)
+    mode = labels.mode or ("http" if labels.vhosts or http_hint else "tcp")
     if labels.vhosts and mode != "http":
         raise LabelError("vhost_needs_http", "HAPROXY_n_VHOST with HAPROXY_n_MODE=tcp")
-    check_index = labels.healthcheck_port_index
-    servers = _servers(app, app.tasks, index, check_index, False, skipped)
-    servers += _servers(app, draining, index, check_index, True, skipped)
+    check = _check(hc, mode)
+    servers = _servers(app, draining, index, labels.healthcheck_port_index,
+                       hc.port if hc else None, skipped)
+    if not servers:
+        return None  # as marathon-lb: no frontend without a server behind it
     return Backend(
         name=backend_name(app.app_id, port), app_id=app.app_id, port_index=index, mode=mode,
         frontend_port=port, bind=bind_spec(labels.bind_addr or settings.bind_address, port),
@@ -224,23 +243,39 @@ def _group_matches(groups: tuple[str, ...], wanted: str) -> bool:
     return wanted == "*" or wanted in groups
 
 
-def _check(app: App, labels: PortLabels, index: int) -> Check | None:
-    want = labels.healthcheck_port_index if labels.healthcheck_port_index is not None else index
-    hc: HealthCheck | None = next((h for h in app.health_checks if h.port_index == want), None)
-    if hc is None:
-        return None
-    fall = hc.max_consecutive_failures + 1
-    if hc.protocol in HTTP_CHECKS:
-        if not CHECK_PATH_RE.fullmatch(hc.path or "/"):
-            raise LabelError("bad_healthcheck_path", repr(hc.path))
-        return Check("http", hc.path or "/", hc.interval_seconds, fall, hc.timeout_seconds)
-    if hc.protocol in TCP_CHECKS:
-        return Check("tcp", "", hc.interval_seconds, fall, hc.timeout_seconds)
+def _find_check(app: App, index: int) -> HealthCheck | None:
+    """marathon-lb's pick: a check with a fixed `port` serves every port, else portIndex."""
+    for h in app.health_checks:
+        if h.port or h.port_index == index:
+            return h
     return None
 
 
+def _health_check(app: App, labels: PortLabels, index: int) -> tuple[HealthCheck | None, bool]:
+    """The port's health check and whether it makes the port `http` by default."""
+    hc = _find_check(app, index)
+    if hc is not None:
+        return hc, hc.protocol == "HTTP"
+    if labels.healthcheck_port_index is None:
+        return None, False
+    hc = _find_check(app, labels.healthcheck_port_index)
+    return hc, hc is not None and hc.protocol in HTTP_CHECKS | {"HTTPS", "MESOS_HTTPS"}
+
+
+def _check(hc: HealthCheck | None, mode: str) -> Check | None:
+    if hc is None or hc.protocol not in HTTP_CHECKS | TCP_CHECKS:
+        return None
+    fall = hc.max_consecutive_failures + 1
+    if mode == "http" and hc.protocol in HTTP_CHECKS:
+        if not CHECK_PATH_RE.fullmatch(hc.path or "/"):
+            raise LabelError("bad_healthcheck_path", repr(hc.path))
+        return Check("http", hc.path or "/", hc.interval_seconds, fall, hc.timeout_seconds)
+    # tcp mode, or an HTTPS check (HAProxy would speak plain HTTP to it): connect only
+    return Check("tcp", "", hc.interval_seconds, fall, hc.timeout_seconds)
+
+
 def _task_served(app: App, task: Task) -> bool:
-    if task.state not in SERVED_STATES:
+    if task.state not in SERVED_STATES or not task.host:
         return False
     if app.health_checks:
         return bool(task.health) and all(h.alive for h in task.health)
@@ -265,10 +300,10 @@ def _valid_address(address: str) -> bool:
     return bool(ADDRESS_RE.fullmatch(address))
 
 
-def _servers(app: App, tasks: tuple[Task, ...], index: int, check_index: int | None,
-             disabled: bool, skipped: list[Skipped]) -> list[Server]:
+def _servers(app: App, draining: frozenset[str], index: int, check_index: int | None,
+             fixed_check_port: int | None, skipped: list[Skipped]) -> list[Server]:
     out = []
-    for task in tasks:
+    for task in app.tasks:
         if not _task_served(app, task):
             continue
         ep = _endpoint(app, task, index)
@@ -277,12 +312,12 @@ def _servers(app: App, tasks: tuple[Task, ...], index: int, check_index: int | N
         if not _valid_address(ep[0]):
             skipped.append((app.app_id, index, "bad_task_address"))
             continue
-        check_port = None
+        check_port = fixed_check_port
         if check_index is not None and check_index != index:
             cp = _endpoint(app, task, check_index)
             check_port = cp[1] if cp else None
         name = f"{ep[0]}_{ep[1]}".translate(NAME_CHARS)
-        out.append(Server(name, 0, ep[0], ep[1], check_port, disabled))
+        out.append(Server(name, 0, ep[0], ep[1], check_port, task.task_id in draining))
     return out
 
 
@@ -328,15 +363,16 @@ def _host_rules(backends: list[Backend]) -> tuple[HostRule, ...]:
             rules.append(HostRule(host[1:] if wildcard else host, wildcard, b.labels.path, b.name,
                                   b.labels.weight, b.labels.auth, b.userlist,
                                   b.labels.redirect_to_https))
-    # Path rules first (a prefix must win over its host's catch-all), then weight, longest path.
-    rules.sort(key=lambda r: (r.path is None, -r.weight, -len(r.path or ""), r.path or "",
+    # Higher weight first (a path counts as weight 1, as in marathon-lb), then path rules
+    # before catch-alls (a prefix must win over its host's catch-all), longest path first.
+    rules.sort(key=lambda r: (-r.weight, r.path is None, -len(r.path or ""), r.path or "",
                               r.wildcard, r.host, r.backend))
     return tuple(rules)
 
 
 def _appid_rules(backends: list[Backend]) -> tuple[AppIdRule, ...]:
     first: dict[str, Backend] = {}
-    for b in sorted(backends, key=lambda b: (b.app_id, b.port_index)):
-        if b.mode == "http":
+    for b in sorted(backends, key=lambda b: (b.app_id, b.frontend_port)):
+        if b.mode == "http":  # marathon-lb: the app's lowest HTTP service port
             first.setdefault(b.app_id, b)
     return tuple(AppIdRule(app_id, b.name) for app_id, b in sorted(first.items()))
