@@ -151,19 +151,23 @@ def _bind_addr(value: str, label: str) -> str:
 def parse_port_labels(labels: Mapping[str, str], index: int) -> PortLabels:
     """Parse HAPROXY_{index}_* (and the app-wide HAPROXY_GROUP); raises LabelError."""
     p = f"HAPROXY_{index}_"
-    get = labels.get
+    n = len(p)
+    own = {k[n:]: v for k, v in labels.items() if k.startswith(p)}  # most apps: 0-3 keys
+    get = own.get
     kw: dict[str, object] = {}
-    group = get(p + "GROUP")
+    group = get("GROUP")
     if group is not None:
         kw["groups"] = parse_groups(group, p + "GROUP")
-    elif get("HAPROXY_GROUP") is not None:
-        kw["groups"] = parse_groups(labels["HAPROXY_GROUP"], "HAPROXY_GROUP")
-    if (v := get(p + "ENABLED")) is not None:
+    elif (group := labels.get("HAPROXY_GROUP")) is not None:
+        kw["groups"] = parse_groups(group, "HAPROXY_GROUP")
+    if not own:
+        return PortLabels(**kw)  # type: ignore[arg-type]
+    if (v := get("ENABLED")) is not None:
         kw["enabled"] = _bool(v)
-    if (v := get(p + "VHOST")) is not None:
+    if (v := get("VHOST")) is not None:
         kw["vhosts"] = tuple(_check(h.lower(), HOST_RE, "bad_vhost", p + "VHOST")
                              for h in _list(v))
-    if (v := get(p + "PATH")) is not None and v.strip():
+    if (v := get("PATH")) is not None and v.strip():
         kw["path"] = _paths(v, p + "PATH")
     for key, field, pattern, reason in (
         ("HTTP_BACKEND_PROXYPASS_PATH", "proxypass_path", PATH_RE, "bad_path"),
@@ -172,32 +176,32 @@ def parse_port_labels(labels: Mapping[str, str], index: int) -> PortLabels:
         ("BIND_OPTIONS", "bind_options", BIND_OPTIONS_RE, "bad_bind_options"),
         ("BALANCE", "balance", BALANCE_RE, "bad_balance"),
     ):
-        if (v := get(p + key)) is not None and v.strip():
+        if (v := get(key)) is not None and v.strip():
             kw[field] = _check(v.strip(), pattern, reason, p + key)
-    if (v := get(p + "MODE")) is not None:
+    if (v := get("MODE")) is not None:
         if v.strip().lower() not in ("http", "tcp"):
             raise LabelError("bad_mode", f"{p}MODE={v!r}")
         kw["mode"] = v.strip().lower()
-    if (v := get(p + "PORT")) is not None:
+    if (v := get("PORT")) is not None:
         kw["port"] = _int(v, p + "PORT", 1, 65535)
-    if (v := get(p + "BIND_ADDR")) is not None:
+    if (v := get("BIND_ADDR")) is not None:
         kw["bind_addr"] = _bind_addr(v.strip(), p + "BIND_ADDR")
-    if (v := get(p + "BACKEND_WEIGHT")) is not None:
+    if (v := get("BACKEND_WEIGHT")) is not None:
         kw["weight"] = _int(v, p + "BACKEND_WEIGHT", -99999, 99999)
     if "path" in kw and not kw.get("weight"):
         kw["weight"] = 1  # marathon-lb: a path rule of default weight 0 counts as weight 1
     for key, field in (("STICKY", "sticky"), ("REDIRECT_TO_HTTPS", "redirect_to_https"),
                        ("USE_HSTS", "hsts")):
-        if (v := get(p + key)) is not None:
+        if (v := get(key)) is not None:
             kw[field] = _bool(v)
-    if (v := get(p + "SSL_CERT")) is not None:
+    if (v := get("SSL_CERT")) is not None:
         kw["ssl_certs"] = tuple(_check(c, CERT_RE, "bad_ssl_cert", p + "SSL_CERT")
                                 for c in _list(v))
-    if (v := get(p + "AUTH")) is not None:
+    if (v := get("AUTH")) is not None:
         kw["auth"] = _auth(v, p + "AUTH")
-    if (v := get(p + "BACKEND_NETWORK_ALLOWED_ACL")) is not None:
+    if (v := get("BACKEND_NETWORK_ALLOWED_ACL")) is not None:
         kw["allowed_networks"] = _networks(v, p + "BACKEND_NETWORK_ALLOWED_ACL")
-    if (v := get(p + "BACKEND_HEALTHCHECK_PORT_INDEX")) is not None:
+    if (v := get("BACKEND_HEALTHCHECK_PORT_INDEX")) is not None:
         kw["healthcheck_port_index"] = _int(v, p + "BACKEND_HEALTHCHECK_PORT_INDEX", 0, 1000)
     return PortLabels(**kw)  # type: ignore[arg-type]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 
 import haproxy_templates
-from discoveryd.haproxy.view import HAProxyView, HostRule, bind_spec
+from discoveryd.haproxy.view import Backend, HAProxyView, HostRule, bind_spec
 
 BUNDLED = Path(haproxy_templates.__file__).parent
 MAIN = "haproxy.cfg.j2"
@@ -41,8 +41,19 @@ def regex_escape(path: str) -> str:
     return re.sub(r"([.+])", r"\\\1", path)
 
 
+# Ends each backend's block in one batch render; no label or name can contain it.
+SEPARATOR = "\x00"
+BLOCKS = '{% for b in backends %}{% include "_app.j2" %}' + SEPARATOR + '{% endfor %}'
+
+
 class Renderer:
-    """Compiled templates; `render(view)` is pure and deterministic."""
+    """Compiled templates; `render(view)` is pure and deterministic.
+
+    Each backend's block (`_app.j2`) is rendered once and kept, keyed by the Backend value
+    itself (frozen, so equal content means equal text): after an event touching one app
+    only that app's blocks are rendered again. Blocks reach the main template as
+    `app_blocks`, already in view order.
+    """
 
     def __init__(self, templates_dir: str | None = None) -> None:
         loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(str(BUNDLED))]
@@ -61,6 +72,19 @@ class Renderer:
                            vhost_cond=vhost_cond)
         env.filters["regex_escape"] = regex_escape
         self._template = env.get_template(MAIN)
+        self._blocks_template = env.from_string(BLOCKS)
+        self._blocks: dict[Backend, str] = {}
 
     def render(self, view: HAProxyView) -> str:
-        return self._template.render(view=view)
+        return self._template.render(view=view, app_blocks="".join(self._app_blocks(view)))
+
+    def _app_blocks(self, view: HAProxyView) -> list[str]:
+        cache = self._blocks
+        missing = [b for b in view.backends if b not in cache]
+        if missing:
+            text = self._blocks_template.render(view=view, backends=missing)
+            cache.update(zip(missing, text.split(SEPARATOR), strict=False))
+        blocks = [cache[b] for b in view.backends]
+        if len(cache) > 2 * len(view.backends) + 1000:  # forget apps long gone
+            self._blocks = {b: cache[b] for b in view.backends}
+        return blocks

@@ -235,7 +235,7 @@ def _backend(app: App, draining: frozenset[str], index: int, settings: HAProxySe
     return Backend(
         name=backend_name(app.app_id, port), app_id=app.app_id, port_index=index, mode=mode,
         frontend_port=port, bind=bind_spec(labels.bind_addr or settings.bind_address, port),
-        labels=labels, servers=_with_ids(servers), check=check,
+        labels=labels, servers=servers, check=check,
     )
 
 
@@ -301,8 +301,9 @@ def _valid_address(address: str) -> bool:
 
 
 def _servers(app: App, draining: frozenset[str], index: int, check_index: int | None,
-             fixed_check_port: int | None, skipped: list[Skipped]) -> list[Server]:
-    out = []
+             fixed_check_port: int | None, skipped: list[Skipped]) -> tuple[Server, ...]:
+    """Served tasks as servers, sorted by name, with ids stable across reloads."""
+    found: dict[str, tuple[str, int, int | None, bool]] = {}
     for task in app.tasks:
         if not _task_served(app, task):
             continue
@@ -317,24 +318,18 @@ def _servers(app: App, draining: frozenset[str], index: int, check_index: int | 
             cp = _endpoint(app, task, check_index)
             check_port = cp[1] if cp else None
         name = f"{ep[0]}_{ep[1]}".translate(NAME_CHARS)
-        out.append(Server(name, 0, ep[0], ep[1], check_port, task.task_id in draining))
-    return out
-
-
-def _with_ids(servers: list[Server]) -> tuple[Server, ...]:
-    """Stable ids from the server name (not list position), so server-state survives reloads."""
-    seen: set[str] = set()
+        disabled = task.task_id in draining
+        if name not in found or found[name][3] > disabled:  # one server per endpoint
+            found[name] = (ep[0], ep[1], check_port, disabled)
     used: set[int] = set()
     out = []
-    for s in sorted(servers, key=lambda s: (s.name, s.disabled)):
-        if s.name in seen:
-            continue
-        seen.add(s.name)
-        sid = zlib.crc32(s.name.encode()) % 1_000_000 + 1
+    for name in sorted(found):
+        # The id comes from the name (not the position), so server-state survives reloads.
+        sid = zlib.crc32(name.encode()) % 1_000_000 + 1
         while sid in used:
             sid += 1
         used.add(sid)
-        out.append(Server(s.name, sid, s.address, s.port, s.check_port, s.disabled))
+        out.append(Server(name, sid, *found[name]))
     return tuple(out)
 
 
