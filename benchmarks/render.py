@@ -1,13 +1,19 @@
 """HAProxy render speed: view + render + write for 1,000 and 5,000 apps (3 tasks each),
-`haproxy -c` on the result, and `discoveryd render --apps-file` end to end.
+cold (first render) and warm (one app changed), `haproxy -c` on the result,
+`discoveryd render --apps-file` end to end, and through the daemon path at 1,000 apps:
+SimMarathon event -> MarathonSource -> store -> HAProxyPipeline -> file written (latency),
+and how many reloads a burst of 200 events costs.
 
     python benchmarks/render.py
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -15,10 +21,16 @@ import time
 from pathlib import Path
 
 from discoveryd.haproxy.files import write_file
+from discoveryd.haproxy.pipeline import HAProxyPipeline
 from discoveryd.haproxy.render import Renderer
 from discoveryd.haproxy.view import build_view
-from discoveryd.settings import HAProxySettings
+from discoveryd.metrics import Metrics
+from discoveryd.model.marathon import MarathonSnapshot
+from discoveryd.settings import HAProxySettings, MarathonSettings
+from discoveryd.sim import marathon as sim_marathon
+from discoveryd.sources.marathon import MarathonSource
 from discoveryd.sources.marathon_apps import parse_apps
+from discoveryd.store import Store
 
 
 def apps_json(n: int) -> dict:
@@ -52,14 +64,19 @@ def main() -> None:
         snap = parse_apps(apps_json(n))
         out = str(tmp / f"haproxy-{n}.cfg")
 
-        def cycle(snap=snap, out=out) -> None:
+        def cycle(snap=snap, out=out, renderer=None) -> None:
             view, _ = build_view(snap, settings)
-            write_file(out, renderer.render(view))
+            write_file(out, (renderer or Renderer()).render(view))
 
         view_s = best_of(lambda snap=snap: build_view(snap, settings))
-        total = best_of(cycle)
-        print(f"{n:5d} apps: view {view_s * 1000:7.1f} ms   view+render+write "
-              f"{total * 1000:7.1f} ms   ({Path(out).stat().st_size // 1024} KiB)")
+        cold = best_of(cycle)  # a fresh Renderer: no cached blocks
+        renderer.render(build_view(snap, settings)[0])
+        first = snap.ordered[0]
+        changed = MarathonSnapshot({**snap.apps, first.app_id: first.with_tasks(first.tasks[:2])})
+        warm = best_of(lambda changed=changed, out=out: cycle(changed, out, renderer))
+        print(f"{n:5d} apps: view {view_s * 1000:7.1f} ms   view+render+write cold "
+              f"{cold * 1000:7.1f} ms, one app changed {warm * 1000:7.1f} ms   "
+              f"({Path(out).stat().st_size // 1024} KiB)")
         if shutil.which("haproxy"):
             check = best_of(lambda out=out: subprocess.run(
                 ["haproxy", "-c", "-q", "-f", out], check=True, capture_output=True), runs=1)
@@ -77,7 +94,70 @@ def main() -> None:
     e2e = best_of(lambda: subprocess.run(cmd, check=True), runs=3)
     print(f" 5000 apps: render --apps-file end to end {e2e * 1000:7.1f} ms  ({' '.join(cmd[:2])})")
     print("marathon-lb reference: 5,000 apps 7.5 s one-shot, render alone 3.0 s")
+    for validate in ("true {path}", "haproxy -c -q -f {path}"):
+        if validate.startswith("haproxy") and not shutil.which("haproxy"):
+            continue
+        asyncio.run(daemon_path(tmp, 1000, validate))
     shutil.rmtree(tmp)
+
+
+async def wait_file(path: Path, needle: str, timeout: float = 60.0) -> None:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        with contextlib.suppress(FileNotFoundError):
+            if needle in path.read_text():
+                return
+        await asyncio.sleep(0.001)
+    raise TimeoutError(f"{needle!r} never reached {path}")
+
+
+async def daemon_path(tmp: Path, n: int, validate: str) -> None:
+    """Event-to-file latency and reloads per burst through the real daemon components."""
+    cfg = tmp / f"daemon-{n}.cfg"
+    with contextlib.suppress(FileNotFoundError):
+        cfg.unlink()
+    async with sim_marathon.SimMarathon(agents=("127.0.0.1",), keepalive_seconds=1.0) as sim:
+        for i in range(n):
+            sim.add_app(sim_marathon.app(f"/bench/app{i}", instances=1, service_ports=(
+                10000 + i,), labels={"HAPROXY_GROUP": "external",
+                                     "HAPROXY_0_VHOST": f"app{i}.example.com"}))
+        store, metrics = Store(), Metrics()
+        source = MarathonSource(MarathonSettings(urls=[sim.url], refresh_seconds=3600), store,
+                                metrics)
+        pipeline = HAProxyPipeline(HAProxySettings(
+            config_path=str(cfg), validate_command=validate, reload_command="true",
+            min_reload_interval=0.5, stats_socket=str(tmp / "admin.sock")), store, metrics)
+        tasks = [asyncio.create_task(source.run()), asyncio.create_task(pipeline.run())]
+        try:
+            await wait_file(cfg, f"backend bench_app{n - 1}_")
+            while sim.connected_streams == 0:
+                await asyncio.sleep(0.01)
+            latencies = []
+            for k in range(10):
+                await asyncio.sleep(0.6)  # past min_reload_interval: measure the path alone
+                port = 40000 + k
+                t = time.perf_counter()
+                sim.start_task(f"/bench/app{k}", ports=[port], host="127.0.0.1")
+                await wait_file(cfg, f"127.0.0.1:{port} ")
+                latencies.append(time.perf_counter() - t)
+            reloads = metrics.registry.get_sample_value(
+                "discoveryd_haproxy_reloads_total", {"result": "ok"}) or 0
+            await asyncio.sleep(0.6)
+            t = time.perf_counter()
+            for k in range(200):  # a burst: 200 task launches across 200 apps
+                sim.start_task(f"/bench/app{k}", ports=[41000 + k], host="127.0.0.1")
+            await wait_file(cfg, "127.0.0.1:41199 ")
+            burst = time.perf_counter() - t
+            await wait_file(cfg, "127.0.0.1:41000 ")
+            after = metrics.registry.get_sample_value(
+                "discoveryd_haproxy_reloads_total", {"result": "ok"}) or 0
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    print(f"{n:5d} apps via events, validate '{validate.split()[0]}': event -> file median "
+          f"{statistics.median(latencies) * 1000:6.1f} ms (max {max(latencies) * 1000:6.1f}); "
+          f"burst of 200 events -> final file {burst * 1000:6.1f} ms, {after - reloads:.0f} reloads")
 
 
 if __name__ == "__main__":

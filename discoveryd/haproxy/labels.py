@@ -7,6 +7,7 @@ A bad value raises `LabelError(reason)`; the caller skips that port only.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -116,8 +117,13 @@ def _list(value: str, sep: str | None = ",") -> tuple[str, ...]:
     return tuple(p.strip() for p in value.split(sep) if p.strip())
 
 
+@functools.lru_cache(maxsize=4096)  # a handful of distinct values across thousands of apps
 def parse_groups(value: str, label: str) -> tuple[str, ...]:
     return tuple(_check(g, GROUP_RE, "bad_group", label) for g in _list(value))
+
+
+def _vhosts(value: str, label: str) -> tuple[str, ...]:
+    return tuple(_check(h.lower(), HOST_RE, "bad_vhost", label) for h in _list(value))
 
 
 def _auth(value: str, label: str) -> Auth:
@@ -165,8 +171,7 @@ def parse_port_labels(labels: Mapping[str, str], index: int) -> PortLabels:
     if (v := get("ENABLED")) is not None:
         kw["enabled"] = _bool(v)
     if (v := get("VHOST")) is not None:
-        kw["vhosts"] = tuple(_check(h.lower(), HOST_RE, "bad_vhost", p + "VHOST")
-                             for h in _list(v))
+        kw["vhosts"] = _vhosts(v, p + "VHOST")
     if (v := get("PATH")) is not None and v.strip():
         kw["path"] = _paths(v, p + "PATH")
     for key, field, pattern, reason in (

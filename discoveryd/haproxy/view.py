@@ -7,6 +7,7 @@ Order is always sorted (app id, port index, names), so equal input renders equal
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from dataclasses import dataclass, replace
@@ -295,6 +296,7 @@ def _endpoint(app: App, task: Task, index: int) -> tuple[str, int] | None:
     return task.host, task.ports[index]
 
 
+@functools.lru_cache(maxsize=65536)  # agents repeat across every task they run
 def _valid_address(address: str) -> bool:
     """A hostname, IPv4 or IPv6 address: nothing that could inject a directive."""
     return bool(ADDRESS_RE.fullmatch(address))
