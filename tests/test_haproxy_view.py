@@ -242,3 +242,19 @@ def test_templates_dir_overrides_one_partial(tmp_path: Path) -> None:
     (tmp_path / "_stats.j2").write_text("\nlisten stats\n  bind *:1\n  # custom\n")
     text = Renderer(str(tmp_path)).render(view_of(served("/a", (10001,)))[0])
     assert "# custom" in text and "backend a_10001" in text
+
+
+def test_blue_green_drains_only_as_many_as_new_healthy_keeping_the_old_ports() -> None:
+    """marathon-lb: the old colour's labels/ports win; drained = min(old tasks, new healthy,
+    new healthy + old instances - TARGET_INSTANCES) when NEW_INSTANCES is set."""
+    blue = app("/c-blue", (10000,), labels={
+        "HAPROXY_DEPLOYMENT_GROUP": "c", "HAPROXY_DEPLOYMENT_STARTED_AT": "2024-01-01"},
+        tasks=tuple(task("/c-blue", p) for p in (1, 2, 3)))
+    green = app("/c-green", (10001,), labels={
+        "HAPROXY_DEPLOYMENT_GROUP": "c", "HAPROXY_DEPLOYMENT_STARTED_AT": "2024-06-01",
+        "HAPROXY_DEPLOYMENT_NEW_INSTANCES": "2", "HAPROXY_DEPLOYMENT_TARGET_INSTANCES": "3"},
+        tasks=tuple(task("/c-green", p) for p in (4, 5)))
+    (b,) = view_of(blue, green)[0].backends
+    assert b.name == "c_10000"
+    assert sorted((s.port, s.disabled) for s in b.servers) == [
+        (1, True), (2, True), (3, False), (4, False), (5, False)]
