@@ -170,6 +170,7 @@ async def test_request_refresh_is_debounced(masters: list[SimMesosMaster]) -> No
         for _ in range(50):
             source.request_refresh()
         await until_state(store, lambda s: s.version > first.version)
-        assert a.requests == 2  # the burst cost one fetch
+        # the burst cost one fetch at once and at most one trailing fetch
+        assert 2 <= a.requests <= 3
     finally:
         await stop(task)

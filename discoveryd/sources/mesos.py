@@ -66,6 +66,7 @@ class MesosSource:
         self._static = [split_host_port(m, 5050) for m in settings.masters]
         self._wake = asyncio.Event()
         self._debounce: asyncio.TimerHandle | None = None
+        self._last_fire = float("-inf")  # loop time of the last event-triggered fetch
         self._session: aiohttp.ClientSession | None = None
         self._zk: ZkMasterWatch | None = None
         self._zk_masters: tuple[MasterInfo, ...] = ()
@@ -80,10 +81,17 @@ class MesosSource:
     # --- public -----------------------------------------------------------
 
     def request_refresh(self) -> None:
-        """Fetch soon; calls within DEBOUNCE_SECONDS share one fetch."""
-        if self._debounce is None and not self._wake.is_set():
-            loop = asyncio.get_running_loop()
-            self._debounce = loop.call_later(DEBOUNCE_SECONDS, self._fire)
+        """Fetch now if nothing was fetched for DEBOUNCE_SECONDS, else once that much time
+        after the last one: the first task event of a deployment is answered at once, and
+        a burst costs at most one fetch per DEBOUNCE_SECONDS (the last one sees it all)."""
+        if self._debounce is not None or self._wake.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_fire + DEBOUNCE_SECONDS - loop.time()
+        if wait <= 0:
+            self._fire()
+        else:
+            self._debounce = loop.call_later(wait, self._fire)
 
     def status(self) -> dict[str, Any]:
         """For /v1/state."""
@@ -324,6 +332,7 @@ class MesosSource:
         if self._debounce is not None:
             self._debounce.cancel()
             self._debounce = None
+        self._last_fire = asyncio.get_running_loop().time()
         self._wake.set()
 
     def _next_delay(self, failures: int) -> float:
