@@ -45,7 +45,7 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": event if re.fullmatch(r"[a-z][a-z0-9_.]*", event) else "message",
+            "event": event if re.fullmatch(r"[a-z][a-z0-9_]*", event) else "message",
             "msg": msg,
         }
         for key, value in vars(record).items():  # fields passed with extra={...}

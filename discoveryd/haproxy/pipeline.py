@@ -91,7 +91,7 @@ class HAProxyPipeline:
                 raise
             except Exception as e:  # noqa: BLE001 - keep the last good file, retry later
                 self._fail(f"haproxy cycle failed: {e!r}")
-                log.exception("haproxy.cycle_failed")
+                log.exception("haproxy_cycle_failed")
 
     async def _next_state(self, version: int) -> ClusterState | None:
         if self._store.current.version > version:
@@ -130,7 +130,7 @@ class HAProxyPipeline:
             if self._installable != self._installed:
                 await asyncio.to_thread(self._install, self._installable)
                 self._installed = self._installable
-                log.info("haproxy.installed path=%s backends=%d", self.settings.config_path,
+                log.info("haproxy_installed path=%s backends=%d", self.settings.config_path,
                          len(self._view.backends) if self._view else 0)
             return await self._maybe_reload(force)
 
@@ -159,7 +159,7 @@ class HAProxyPipeline:
             reduced = view.without(set(excluded))
             text = self._renderer.render(reduced)
             if await self._valid(text, self._candidate):
-                log.warning("haproxy.apps_excluded app_ids=%s reason=validation_failed",
+                log.warning("haproxy_apps_excluded app_ids=%s reason=validation_failed",
                             ",".join(excluded))
                 self._set_view(reduced, excluded)
                 return text
@@ -197,9 +197,9 @@ class HAProxyPipeline:
         self._metrics.haproxy_reloads.labels("ok" if ok else "error").inc()
         if not ok:
             self._fail(f"reload failed: {output[-500:]}")
-            log.error("haproxy.reload_failed output=%r", output[-500:])
+            log.error("haproxy_reload_failed output=%r", output[-500:])
             return False
-        log.info("haproxy.reloaded")
+        log.info("haproxy_reloaded")
         self._loaded = self._installed
         self._succeeded()
         return True
@@ -219,7 +219,7 @@ class HAProxyPipeline:
         old = set(self._skipped)
         for app_id, index, reason in skipped:
             if (app_id, index, reason) not in old:
-                log.warning("haproxy.port_skipped app_id=%s port_index=%d reason=%s",
+                log.warning("haproxy_port_skipped app_id=%s port_index=%d reason=%s",
                             app_id, index, reason)
                 self._metrics.haproxy_skipped.labels(reason).inc()
         before = {a for a, _, _ in self._skipped}
