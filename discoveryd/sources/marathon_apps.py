@@ -64,17 +64,18 @@ def parse_task(raw: Any, app_id: str) -> Task:
     task_id = raw.get("id")
     if not isinstance(task_id, str) or not task_id:
         raise MarathonFormatError("task without an id")
+    results = raw.get("healthCheckResults")
     health = tuple(
         HealthResult(alive=_bool(r.get("alive"), "alive"), first_success=r.get("firstSuccess"),
                      last_failure=r.get("lastFailure"))
-        for r in _list_of_dicts(raw.get("healthCheckResults"), "healthCheckResults")
-    )
+        for r in _list_of_dicts(results, "healthCheckResults")
+    ) if results else ()
     return Task(
         task_id=task_id,
         app_id=app_id,
         host=_str(raw.get("host"), "host"),
         ip_addresses=parse_ip_addresses(raw.get("ipAddresses")),
-        ports=tuple(_int(p, "ports") for p in _list(raw.get("ports"), "ports")),
+        ports=_ints(raw.get("ports"), "ports"),
         state=raw.get("state") if isinstance(raw.get("state"), str) else None,
         health=health,
         started_at=raw.get("startedAt"),
@@ -96,7 +97,7 @@ def parse_status_update(raw: Any) -> StatusUpdate:
         task_id=raw["taskId"],
         state=raw["taskStatus"],
         host=_str(raw.get("host"), "host"),
-        ports=tuple(_int(p, "ports") for p in _list(raw.get("ports"), "ports")),
+        ports=_ints(raw.get("ports"), "ports"),
         ip_addresses=parse_ip_addresses(raw.get("ipAddresses")),
         version=_str(raw.get("version"), "version"),
         slave_id=_str(raw.get("slaveId"), "slaveId"),
@@ -117,6 +118,8 @@ def parse_health_change(raw: Any) -> HealthChange:
 
 def parse_ip_addresses(raw: Any) -> tuple[str, ...]:
     """`[{"ipAddress": "10.0.0.1", "protocol": "IPv4"}]` -> ("10.0.0.1",)."""
+    if not raw:
+        return ()
     out = []
     for entry in _list_of_dicts(raw, "ipAddresses"):
         ip = entry.get("ipAddress")
@@ -263,6 +266,13 @@ def _list_of_dicts(v: Any, what: str) -> list[dict[str, Any]]:
     if not all(isinstance(i, dict) for i in items):
         raise MarathonFormatError(f"{what} entry is not an object")
     return items
+
+
+def _ints(v: Any, what: str) -> tuple[int, ...]:
+    """A list of integers (the common case checked in one pass: thousands of tasks)."""
+    if v.__class__ is list and all(p.__class__ is int for p in v):
+        return tuple(v)
+    return tuple(_int(p, what) for p in _list(v, what))
 
 
 def _int(v: Any, what: str) -> int:
