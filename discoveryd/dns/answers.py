@@ -94,8 +94,8 @@ class Answer:
     """Every packed form of one response: plain/EDNS, each RR rotation, truncations."""
 
     __slots__ = ("rcode_name", "heads_plain", "heads_edns", "next_plain", "next_edns",
-                 "max_plain", "max_edns", "_rcode", "_ra", "_rots", "_authority", "_turn",
-                 "_memo", "_qlen")
+                 "tails_plain", "tails_edns", "max_plain", "max_edns", "_rcode", "_ra", "_rots",
+                 "_authority", "_turn", "_memo", "_qlen")
 
     def __init__(self, qlen: int, rcode: int, answer_rots: list[tuple[bytes, ...]],
                  additional_rots: list[tuple[bytes, ...]], authority: tuple[bytes, ...] = (),
@@ -112,16 +112,27 @@ class Answer:
         self.heads_edns = heads(rcode, (1, an, len(authority), ar + 1), aa=True, ra=ra)
         auth = b"".join(authority)
         plain = [b"".join(ans) + auth + b"".join(add) for ans, add in self._rots]
+        self.tails_plain, self.tails_edns = plain, [t + OPT_RR for t in plain]
         self.next_plain = cycle(plain).__next__
-        self.next_edns = cycle([t + OPT_RR for t in plain]).__next__
+        self.next_edns = cycle(self.tails_edns).__next__
         self.max_plain = 12 + qlen + max(map(len, plain))
         self.max_edns = self.max_plain + len(OPT_RR)
 
     def truncated(self, limit: int, edns: bool, idx: int) -> tuple[bytes, bytes]:
         """(head, tail) for a response that must fit `limit` bytes: as many whole answer RRs
         as fit (TC set when any is left out), then additional RRs as room allows (no TC)."""
-        limit = max(c for c in SIZE_CLASSES if c <= max(limit, 512)) if limit < 65535 else limit
         self._turn = turn = (self._turn + 1) % len(self._rots)
+        return self._truncated_at(limit, edns, idx, turn)
+
+    def variants(self, size: int, edns: bool, idx: int) -> list[tuple[bytes, bytes]]:
+        """(head, tail) of every rotation, as a UDP client offering `size` bytes gets them."""
+        if (self.max_edns if edns else self.max_plain) <= max(size, 512):
+            head = (self.heads_edns if edns else self.heads_plain)[idx]
+            return [(head, tail) for tail in (self.tails_edns if edns else self.tails_plain)]
+        return [self._truncated_at(size, edns, idx, turn) for turn in range(len(self._rots))]
+
+    def _truncated_at(self, limit: int, edns: bool, idx: int, turn: int) -> tuple[bytes, bytes]:
+        limit = max(c for c in SIZE_CLASSES if c <= max(limit, 512)) if limit < 65535 else limit
         memo_key = (limit, edns, turn)
         hit = self._memo.get(memo_key)
         if hit is None:

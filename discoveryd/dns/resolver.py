@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import struct
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from itertools import cycle, repeat
 
 from dnslib import QTYPE, DNSRecord
 
@@ -24,6 +25,9 @@ QTYPE_NAMES: dict[int, str] = dict(QTYPE.forward)
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"  # qdcount 1, ancount 0, nscount 0
 _QTAIL = struct.Struct(">HH")
 Result = tuple[object, str, str]  # (bytes to send | FORWARD | None = drop, qtype, rcode or qname)
+# Zone.hot: query bytes after the ID -> (next response after the ID, [queries counted]).
+Hot = tuple[Callable[[], bytes], list[int]]
+HOT_LIMIT = 65536  # entries; the table starts over when full (e.g. a flood of random names)
 
 
 class Zone:
@@ -34,6 +38,7 @@ class Zone:
         self.external = settings.external
         self.domain_wire = w.name_to_wire(settings.domain + ".")
         self.cache: dict[bytes, w.Answer] = {}
+        self.hot: dict[bytes, Hot] = {}
         self.names: set[bytes] = {self.domain_wire}
         s = settings.soa
         ttl = min(settings.ttl, s.minttl)
@@ -74,6 +79,27 @@ class Zone:
             if _label_offsets(data[12:e + 1]) is not None:
                 return self._respond(data[:2], data[2] & 1 | (data[3] >> 3) & 2, q, edns, size, tcp)
         return self._slow(data, tcp)
+
+    def remember(self, data: bytes, out: bytes, counter: list[int]) -> None:
+        """Enter `data` in `hot` when `out` = answer(data) is, up to the ID and the RR
+        rotation, what every query with these bytes after the ID gets: a plain or simple
+        EDNS query with one uncompressed question. `counter` is the entry's query count."""
+        e = data.find(0, 12)
+        rest = len(data) - e - 5
+        if e < 0 or data[2] & 0xF8 or (rest != 0 and rest != 11):
+            return
+        if len(self.hot) >= HOT_LIMIT:
+            self.hot.clear()
+        q = data[12:e + 5]
+        hit = self.cache.get(q.lower())
+        if hit is None:  # a negative or error answer: the same bytes every time
+            self.hot[data[2:]] = repeat(out[2:]).__next__, counter
+            return
+        size = data[e + 8] << 8 | data[e + 9] if rest else 512
+        idx = (data[2] & 1) | ((data[3] >> 3) & 2)
+        forms = [head + q + tail for head, tail in hit.variants(size, bool(rest), idx)]
+        if out[2:] in forms:  # else the packet was not what it seemed (answered the slow way)
+            self.hot[data[2:]] = cycle(forms).__next__, counter
 
     def _respond(self, qid: bytes, idx: int, q: bytes, edns: bool, size: int, tcp: bool) -> Result:
         """Answer a well-formed single question `q` (name + type + class, as asked)."""
