@@ -33,6 +33,10 @@ log = logging.getLogger("discoveryd.daemon")
 HOST_CACHE_SECONDS = 300.0  # how long hostname -> IP lookups for records are reused
 
 
+def _same_records(a: RecordSet, b: RecordSet | None) -> bool:
+    return b is not None and a.a == b.a and a.aaaa == b.aaaa and a.srv == b.srv
+
+
 def sd_notify(message: str) -> None:
     """Tell systemd (Type=notify) about our state; a no-op outside systemd."""
     path = os.environ.get("NOTIFY_SOCKET")
@@ -195,6 +199,8 @@ class Daemon:
         dns = self.dns
         try:
             rs = await asyncio.to_thread(self._build_records, state)
+            if dns is not None and dns.serving and _same_records(rs, self.record_set):
+                return  # a refresh that changed nothing: keep the answer cache (and serial)
             dns_skipped = await asyncio.to_thread(dns.update, rs) if dns is not None else []
         except Exception:
             log.exception("records_failed keeping the previous record set")
