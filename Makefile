@@ -30,6 +30,7 @@ test: deps venv
 
 lint: venv
 	$(BIN)/ruff check discoveryd tests benchmarks
+	$(BIN)/mypy discoveryd
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py

@@ -173,7 +173,8 @@ async def serve(path: str, settings: Settings) -> int:
     await stop.wait()
     log.info("stopping")
     try:
-        await asyncio.wait_for(daemon.stop(), timeout=4.0)
+        async with asyncio.timeout(4.0):
+            await daemon.stop()
     except TimeoutError:
         log.warning("stop_timeout some components did not stop in time")
     return 0

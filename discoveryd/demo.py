@@ -108,7 +108,8 @@ async def run_demo(dns_port: int, http_port: int, workdir: Path, *,
         print(banner(dns_port, http_port, workdir), flush=True)
         for step in itertools.count():
             try:
-                await asyncio.wait_for(stop.wait(), change_every)
+                async with asyncio.timeout(change_every):
+                    await stop.wait()
                 break
             except TimeoutError:
                 log.info("demo_change %s", next_change(cluster, step))

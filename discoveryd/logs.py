@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 import time
+from typing import Any
 
 _SECRET_RES = (
     re.compile(r"(://)[^/@\s]+@"),  # user:pass@ in zk:// and http:// URLs
@@ -40,7 +41,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         msg = record.getMessage()
         event, _, rest = msg.partition(" ")
-        doc = {
+        doc: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),

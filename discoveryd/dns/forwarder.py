@@ -78,7 +78,8 @@ class Forwarder:
             raise UpstreamError("error") from e
         try:
             transport.sendto(query)
-            return await asyncio.wait_for(proto.answer, self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await proto.answer
         except TimeoutError as e:
             raise UpstreamError("timeout") from e
         except OSError as e:

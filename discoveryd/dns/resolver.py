@@ -233,7 +233,7 @@ def build_zone(record_set: RecordSet, settings: DnsSettings, serial: int
             adds = [_additional(rot, addresses, mname) for rot in rots]
             answer = w.Answer(qlen, w.NOERROR, rots, adds, ra=zone.external)
         zone.cache[wire + _QTAIL.pack(w.ANY, 1)] = answer  # ANY: every type of the name
-        zone.names.update(wire[i:] for i in _label_offsets(wire)[:-1]
+        zone.names.update(wire[i:] for i in (_label_offsets(wire) or [0])[:-1]
                           if wire[i:].endswith(zone.domain_wire))
     return zone, skipped
 

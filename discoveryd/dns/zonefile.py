@@ -143,4 +143,4 @@ def _lookup(host: str) -> str | None:
         return None
     addrs: Sequence[str] = [str(i[4][0]) for i in infos]
     v4 = [a for a in addrs if ":" not in a]
-    return (v4 or list(addrs) or [None])[0]
+    return v4[0] if v4 else (addrs[0] if addrs else None)

@@ -21,7 +21,8 @@ async def run_command(argv: list[str], timeout: float) -> tuple[int, str]:
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT)
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
+            out, _ = await proc.communicate()
     except (TimeoutError, asyncio.CancelledError) as e:
         proc.kill()
         await proc.wait()

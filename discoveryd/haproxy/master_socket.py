@@ -30,7 +30,8 @@ async def command(path: str, line: str, timeout: float = 10.0) -> str:
         finally:
             writer.close()
 
-    return await asyncio.wait_for(talk(), timeout)
+    async with asyncio.timeout(timeout):
+        return await talk()
 
 
 def parse_reloads(show_proc: str) -> tuple[int, int] | None:

@@ -98,7 +98,10 @@ class HAProxyPipeline:
             return self._store.current
         timeout = RETRY_SECONDS if self._pending_retry else None
         try:
-            return await asyncio.wait_for(self._store.wait_newer(version), timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # races with the store's notification, and then run() never ends.
+            async with asyncio.timeout(timeout):
+                return await self._store.wait_newer(version)
         except TimeoutError:
             return None
 

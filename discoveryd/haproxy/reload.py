@@ -17,7 +17,8 @@ async def run_reload(command: str, timeout: float = RELOAD_TIMEOUT) -> tuple[boo
         command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT)
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
+            out, _ = await proc.communicate()
     except (TimeoutError, asyncio.CancelledError) as e:
         proc.kill()
         await proc.wait()
