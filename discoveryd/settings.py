@@ -26,7 +26,8 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              defer_build=True)  # build validators on first use: faster CLI start
 
 
 def split_host_port(value: str, default_port: int | None = None) -> tuple[str, int]:
