@@ -236,6 +236,7 @@ class Daemon:
     def state_report(self) -> dict[str, Any]:
         st = self.store.current
         mesos_status = self.mesos.status() if self.mesos else None
+        haproxy_status = self.haproxy.status() if self.haproxy else None
         leader = st.leader
         rs = self.record_set
         return {
@@ -246,14 +247,14 @@ class Daemon:
             "mesos": mesos_status,
             "marathon": self.marathon.status() if self.marathon else None,
             "marathon_url": (self.marathon.status() or {}).get("url") if self.marathon else None,
-            "haproxy": self.haproxy.status() if self.haproxy else None,
+            "haproxy": haproxy_status,
             "last_refresh": {"mesos": st.mesos_updated_at, "marathon": st.marathon_updated_at},
             "counts": {
                 "tasks": st.mesos.task_count if st.mesos is not None else 0,
                 "records": sum(rs.counts().values()) if rs else 0,
                 "apps": len(st.marathon.apps) if st.marathon else 0,
                 "marathon_tasks": st.marathon.task_count if st.marathon else 0,
-                "backends": (self.haproxy.status() or {}).get("backends", 0) if self.haproxy else 0,
+                "backends": len(haproxy_status["backends"]) if haproxy_status else 0,
             },
             "ready": not self.readiness(),
         }
