@@ -144,7 +144,10 @@ async def test_routing_vhost_path_appid_tcp_and_groups(rig: Rig, echoes) -> None
                                Host="internal.example.com") == {"status 503"}
     assert "internal" not in (rig.pipeline.current_config() or "")
     assert rig.pipeline.ready
-    assert rig.metrics.haproxy_reloads.labels("ok")._value.get() >= 1
+    # HAProxy's new worker can serve before the reload command (which polls `show proc`)
+    # has returned, so the counter is waited for, not read at once.
+    await eventually(lambda: _gt(rig.metrics.haproxy_reloads.labels("ok")._value.get(), 0),
+                     "reload counted")
     assert rig.metrics.haproxy_backends._value.get() == 3
 
 
