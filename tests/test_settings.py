@@ -134,3 +134,12 @@ def test_example_configs_are_valid(name):
     settings, warnings = load_settings(Path(__file__).parent.parent / "config" / name)
     assert settings.mesos.zk and settings.mesos.masters
     assert warnings == []
+
+
+def test_run_reads_discoveryd_config_env(tmp_path):
+    import os
+
+    p = tmp_path / "bad.yaml"
+    p.write_text("mesos:\n  masters: ['nohost:port']\n")
+    r = _cli("run", env={**os.environ, "DISCOVERYD_CONFIG": str(p)})
+    assert r.returncode == 2 and "mesos.masters[0]" in r.stderr and "Traceback" not in r.stderr
