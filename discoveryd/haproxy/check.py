@@ -20,6 +20,13 @@ async def run_command(argv: list[str], timeout: float) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT)
+    code, out = await collect(proc, timeout)
+    return (-1 if code is None else code), out
+
+
+async def collect(proc: asyncio.subprocess.Process, timeout: float) -> tuple[int | None, str]:
+    """A started process's (exit code, combined output); killed on timeout or cancel, and
+    then the code is None."""
     try:
         async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
             out, _ = await proc.communicate()
@@ -28,7 +35,7 @@ async def run_command(argv: list[str], timeout: float) -> tuple[int, str]:
         await proc.wait()
         if isinstance(e, asyncio.CancelledError):
             raise
-        return -1, f"timed out after {timeout:.0f}s"
+        return None, f"timed out after {timeout:.0f}s"
     return proc.returncode or 0, out.decode(errors="replace")
 
 

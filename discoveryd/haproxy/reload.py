@@ -6,6 +6,7 @@ import asyncio
 import os
 
 from discoveryd.haproxy import master_socket
+from discoveryd.haproxy.check import collect
 from discoveryd.haproxy.files import write_file
 
 RELOAD_TIMEOUT = 60.0
@@ -16,18 +17,12 @@ async def run_reload(command: str, timeout: float = RELOAD_TIMEOUT) -> tuple[boo
     proc = await asyncio.create_subprocess_shell(
         command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT)
-    try:
-        async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
-            out, _ = await proc.communicate()
-    except (TimeoutError, asyncio.CancelledError) as e:
-        proc.kill()
-        await proc.wait()
-        if isinstance(e, asyncio.CancelledError):
-            raise
-        return False, f"reload command timed out after {timeout:.0f}s"
-    text = out.decode(errors="replace").strip()
-    if proc.returncode != 0:
-        return False, f"exit {proc.returncode}: {text}"
+    code, out = await collect(proc, timeout)
+    text = out.strip()
+    if code is None:
+        return False, f"reload command {text}"
+    if code != 0:
+        return False, f"exit {code}: {text}"
     return True, text
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from discoveryd.model.marathon import MarathonSnapshot
+from discoveryd.model.mesos import join_host_port
 
 if TYPE_CHECKING:
     from discoveryd.model.mesos import MesosState
@@ -26,8 +27,7 @@ class Leader:
 
     @property
     def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return join_host_port(self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def join_host_port(host: str, port: int) -> str:
+    """"host:port", with IPv6 literals in brackets ("[2001:db8::1]:5050")."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True, slots=True)
 class Pid:
     """A libprocess UPID, "id@host:port" ("id@[v6]:port" for IPv6)."""
@@ -19,8 +24,7 @@ class Pid:
 
     @property
     def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return join_host_port(self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True)

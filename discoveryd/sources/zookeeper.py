@@ -24,6 +24,8 @@ from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.retry import KazooRetry
 
+from discoveryd.model.mesos import join_host_port
+
 log = logging.getLogger("discoveryd.mesos")
 
 JSON_PREFIX = "json.info_"
@@ -45,8 +47,7 @@ class MasterInfo:
 
     @property
     def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return join_host_port(self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True)
