@@ -56,6 +56,25 @@ def _same(pid: Pid, host: str, port: int) -> bool:
     return pid.port == port and pid.host == host.lower()
 
 
+def _decode_state(url: str, body: bytes) -> tuple[MesosState, Pid | None]:
+    """The typed state and the answering master's own pid; FetchError when unusable."""
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise FetchError("invalid", f"{url}: not JSON: {e}") from None
+    if isinstance(raw, dict) and not raw.get("leader"):
+        raise FetchError("not_leader", f"{url}: knows no leader")
+    try:
+        state = parse_master_state(raw)
+    except StateError as e:
+        raise FetchError("invalid", f"{url}: {e}") from None
+    try:
+        own = parse_pid(raw.get("pid"))
+    except ValueError:
+        own = None
+    return state, own
+
+
 class MesosSource:
     def __init__(self, settings: MesosSettings, store: Store, metrics: Metrics,
                  clock: Callable[[], float] = time.time) -> None:
@@ -278,20 +297,8 @@ class MesosSource:
             raise FetchError("error", f"{url}: {type(e).__name__}: {e}") from None
         finally:
             self._metrics.mesos_state_fetch_seconds.observe(loop.time() - started)
-        try:
-            raw = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise FetchError("invalid", f"{url}: not JSON: {e}") from None
-        if isinstance(raw, dict) and not raw.get("leader"):
-            raise FetchError("not_leader", f"{url}: knows no leader")
-        try:
-            state = parse_master_state(raw)
-        except StateError as e:
-            raise FetchError("invalid", f"{url}: {e}") from None
-        try:
-            own = parse_pid(raw.get("pid"))
-        except ValueError:
-            own = None
+        # Decoding a large cluster's state takes a few hundred ms: off the loop thread.
+        state, own = await asyncio.to_thread(_decode_state, url, body)
         return state, own, redirected
 
     def _install(self, state: MesosState, leader: Leader) -> None:
