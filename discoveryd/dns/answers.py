@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from itertools import cycle
 
@@ -33,6 +33,7 @@ _RR_HEAD = struct.Struct(">HHIH")
 _COUNTS = struct.Struct(">HHHH")
 
 
+@lru_cache(maxsize=1 << 17)  # SRV targets and agent IPs repeat across many records
 def name_to_wire(name: str) -> bytes:
     """"web.marathon.mesos." -> b"\\x03web\\x08marathon\\x05mesos\\x00" (ValueError if invalid)."""
     labels = [label.encode("ascii") for label in name.rstrip(".").split(".")] if name.strip(".") else []
@@ -48,10 +49,12 @@ def pack_rr(owner: bytes, rtype: int, ttl: int, rdata: bytes) -> bytes:
     return owner + _RR_HEAD.pack(rtype, 1, ttl, len(rdata)) + rdata
 
 
+@lru_cache(maxsize=1 << 16)
 def a_rdata(ip: str) -> bytes:
     return ipaddress.IPv4Address(ip).packed
 
 
+@lru_cache(maxsize=1 << 16)
 def aaaa_rdata(ip: str) -> bytes:
     return ipaddress.IPv6Address(ip).packed
 
@@ -84,6 +87,47 @@ def heads(rcode: int, counts: tuple[int, int, int, int], *, aa: bool, ra: bool) 
         b3 = (0x80 if ra else 0) | (0x10 if idx & 2 else 0) | (rcode & 0xF)
         out.append(bytes((b2, b3)) + _COUNTS.pack(*counts))
     return tuple(out)
+
+
+def build_answers(types: Mapping[int, list[bytes]], qlen: int,
+                  addresses: Mapping[bytes, tuple[bytes, ...]], mname: bytes, *, ra: bool
+                  ) -> dict[int, Answer]:
+    """The answers for one name: one per type of `types` (RRs owned by 0xC00C) and ANY.
+
+    `addresses` holds the A/AAAA RRs of names, for the additional section of SRV and NS
+    answers; `mname` is the NS target. The result depends only on these arguments."""
+    out: dict[int, Answer] = {}
+    answer = None
+    for rtype, rrs in types.items():
+        answer = out[rtype] = _answer(rrs, qlen, addresses, mname, ra)
+    if len(types) > 1:
+        answer = _answer([rr for rrs in types.values() for rr in rrs], qlen, addresses, mname, ra)
+    if answer is not None:
+        out[ANY] = answer  # every type of the name; the same object when it has one type
+    return out
+
+
+def _answer(rrs: list[bytes], qlen: int, addresses: Mapping[bytes, tuple[bytes, ...]],
+            mname: bytes, ra: bool) -> Answer:
+    rots = rotations(rrs)
+    if any(rr[2:4] in (b"\x00\x21", b"\x00\x02") for rr in rrs):  # SRV or NS
+        adds = [_additional(rot, addresses, mname) for rot in rots]
+    else:
+        adds = [()] * len(rots)
+    return Answer(qlen, NOERROR, rots, adds, ra=ra)
+
+
+def _additional(rot: tuple[bytes, ...], addresses: Mapping[bytes, tuple[bytes, ...]],
+                mname: bytes) -> tuple[bytes, ...]:
+    """A/AAAA RRs of the SRV targets (or of the NS) in `rot`, in answer order, once each."""
+    targets: dict[bytes, None] = {}
+    for rr in rot:
+        rtype = rr[2:4]
+        if rtype == b"\x00\x21":  # SRV: owner pointer, RR header, priority/weight/port, target
+            targets[rr[18:]] = None
+        elif rtype == b"\x00\x02":
+            targets[mname] = None
+    return tuple(rr for t in targets for rr in addresses.get(t, ()))
 
 
 def flag_index(query: bytes) -> int:

@@ -10,8 +10,8 @@ lookup and a concatenation; anything unusual goes through dnslib.
 from __future__ import annotations
 
 import struct
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from itertools import cycle, repeat
 
 from dnslib import QTYPE, DNSRecord
@@ -38,8 +38,9 @@ class Zone:
         self.external = settings.external
         self.domain_wire = w.name_to_wire(settings.domain + ".")
         self.cache: dict[bytes, w.Answer] = {}
-        self.hot: dict[bytes, Hot] = {}
-        self.names: set[bytes] = {self.domain_wire}
+        self.hot: dict[bytes, Hot] = {}  # always starts empty: it may hold changed answers
+        self.names: dict[bytes, int] = {self.domain_wire: 1}  # `in`: the name exists
+        self._index: _Index | None = None  # set by build_zone, for the next build
         s = settings.soa
         ttl = min(settings.ttl, s.minttl)
         soa = w.soa_rdata(s.mname + ".", s.rname + ".", serial, s.refresh, s.retry, s.expire,
@@ -188,67 +189,191 @@ def _wire_to_text(name: bytes) -> str:
     return ".".join(labels) + "."
 
 
-def build_zone(record_set: RecordSet, settings: DnsSettings, serial: int
-               ) -> tuple[Zone, list[tuple[str, str]]]:
-    """Index and prebuild every answer; returns the zone and the (name, reason) skipped."""
-    zone, skipped, ttl = Zone(settings, serial), [], settings.ttl
-    by_name: dict[bytes, dict[int, list[bytes]]] = defaultdict(lambda: defaultdict(list))
-    addresses: dict[bytes, list[bytes]] = defaultdict(list)  # target -> its A/AAAA RRs
+@dataclass(frozen=True, slots=True)
+class _Index:
+    """What a zone keeps so that the next `build_zone` rebuilds only the names that changed.
 
-    def add(name: str, rtype: int, items: Iterable, rdata) -> None:
+    Never mutated once built: the next build copies the dicts (cheap next to packing) so a
+    failed build leaves the serving zone intact. Sets are frozen for the same reason."""
+
+    settings: tuple[object, ...]  # what shapes every packed answer (domain, ttl, RA, NS)
+    record_set: RecordSet  # canonical names only (see `_canonical`)
+    wires: dict[str, bytes]  # record set name -> wire name, for names inside the domain
+    addresses: dict[bytes, tuple[bytes, ...]]  # wire -> its A/AAAA RRs (additional sections)
+    targets: dict[bytes, frozenset[bytes]]  # wire -> the SRV targets in its answers
+    users: dict[bytes, frozenset[bytes]]  # target wire -> wires whose answers carry its addresses
+    names: dict[bytes, int]  # name or ancestor -> record names at or below it (NODATA/NXDOMAIN)
+    skipped: dict[str, list[tuple[str, str]]]  # record set name -> (name, reason) left out
+
+
+def build_zone(record_set: RecordSet, settings: DnsSettings, serial: int,
+               previous: Zone | None = None) -> tuple[Zone, list[tuple[str, str]]]:
+    """Index and prebuild every answer; returns the zone and the (name, reason) skipped.
+
+    With `previous` (built with the same settings), the answers of every name whose inputs
+    are unchanged (its records, and the addresses of its SRV targets) are reused as they
+    are; the result is the same as a build from scratch. The apex (SOA with the serial,
+    NS) is always rebuilt."""
+    zone = Zone(settings, serial)
+    key = (settings.domain, settings.ttl, settings.external, settings.soa.mname.lower())
+    old = previous._index if previous is not None else None
+    if old is None or old.settings != key:
+        old = _Index(key, RecordSet(), {}, {}, {}, {}, {zone.domain_wire: 1}, {})
+        cache: dict[bytes, w.Answer] = {}
+    else:
+        cache = dict(previous.cache)  # type: ignore[union-attr]
+    rs = record_set
+    changed = _changed_names(old.record_set, rs)
+    if not all(_canonical(name) for name in changed):
+        rs = _canonical_record_set(rs)
+        changed = _changed_names(old.record_set, rs)
+    new = _Index(key, rs, dict(old.wires), dict(old.addresses), dict(old.targets),
+                 dict(old.users), dict(old.names), dict(old.skipped))
+    mname = w.name_to_wire(key[3] + ".")
+    packed: dict[bytes, tuple[str, dict[int, list[bytes]], list[tuple[str, str]]]] = {}
+    dirty = {zone.domain_wire}
+    for name in changed:
+        wire = _wire(name, settings.domain, rs, new)
+        if wire is None:
+            continue
+        types, addresses, errors = _pack(name, wire, rs, settings.ttl)
+        packed[wire] = name, types, errors
+        dirty.add(wire)
+        if addresses != new.addresses.get(wire, ()):
+            dirty.update(new.users.get(wire, ()))
+            if addresses:
+                new.addresses[wire] = addresses
+            else:
+                del new.addresses[wire]
+    for wire in dirty:
+        if wire in packed:
+            name, types, errors = packed[wire]
+        else:  # the apex, or a name whose SRV targets' addresses changed
+            name = _wire_to_text(wire)
+            types, _, errors = _pack(name, wire, rs, settings.ttl)
+        if wire == zone.domain_wire:
+            types = {**types, w.SOA: [w.pack_rr(b"\xc0\x0c", w.SOA, settings.ttl, zone.soa_rdata)],
+                     w.NS: [w.pack_rr(b"\xc0\x0c", w.NS, settings.ttl, mname)]}
+        existed = cache.pop(wire + _QTAIL.pack(w.ANY, 1), None) is not None
+        for rtype in (w.A, w.AAAA, w.SRV, w.SOA, w.NS):
+            cache.pop(wire + _QTAIL.pack(rtype, 1), None)
+        answers = w.build_answers(types, len(wire) + 4, new.addresses, mname, ra=zone.external)
+        for rtype, answer in answers.items():
+            cache[wire + _QTAIL.pack(rtype, 1)] = answer
+        if errors:
+            new.skipped[name] = errors
+        else:
+            new.skipped.pop(name, None)
+        _retarget(new, wire, frozenset(rr[18:] for rr in types.get(w.SRV, ())))
+        if wire != zone.domain_wire and existed != bool(answers):
+            _count(new.names, wire, zone.domain_wire, 1 if answers else -1)
+    zone.cache, zone.names, zone._index = cache, new.names, new
+    return zone, sorted(entry for entries in new.skipped.values() for entry in entries)
+
+
+def _changed_names(old: RecordSet, new: RecordSet) -> set[str]:
+    """Names whose A, AAAA or SRV records differ between `old` and `new` (added or removed too)."""
+    changed: set[str] = set()
+    for old_map, new_map in ((old.a, new.a), (old.aaaa, new.aaaa), (old.srv, new.srv)):
+        get = old_map.get
+        diff = [name for name, items in new_map.items() if get(name) != items]
+        changed.update(diff)
+        if len(old_map) > len(new_map) - sum(1 for name in diff if name not in old_map):
+            changed.update(old_map.keys() - new_map.keys())
+    return changed
+
+
+def _canonical(name: str) -> bool:
+    """Lowercase with one trailing dot: one name per wire name, so names index the zone."""
+    return name == name.lower().rstrip(".") + "."
+
+
+def _canonical_record_set(rs: RecordSet) -> RecordSet:
+    """`rs` with names spelled canonically; records of names spelled differently are merged."""
+    def merged(m: Mapping[str, tuple]) -> dict[str, tuple]:
+        out: dict[str, tuple] = {}
+        for name, items in m.items():
+            name = name.lower().rstrip(".") + "."
+            out[name] = out.get(name, ()) + tuple(items)
+        return out
+    return RecordSet(a=merged(rs.a), aaaa=merged(rs.aaaa), srv=merged(rs.srv), skipped=rs.skipped)
+
+
+def _wire(name: str, domain: str, rs: RecordSet, index: _Index) -> bytes | None:
+    """The wire name of the changed `name`, recording in `index` whether it is still served
+    (None: gone from the record set, or skipped as a whole)."""
+    present = sum(name in m for m in (rs.a, rs.aaaa, rs.srv))
+    wire = index.wires.get(name)
+    if wire is None and present:
         try:
-            text = name.lower().rstrip(".")
-            if text != settings.domain and not text.endswith("." + settings.domain):
+            text = name[:-1]
+            if text != domain and not text.endswith("." + domain):
                 raise ValueError("outside the domain")
-            wire = w.name_to_wire(text + ".")
-            for item in items:
-                rd = rdata(item)
-                by_name[wire][rtype].append(w.pack_rr(b"\xc0\x0c", rtype, ttl, rd))
-                if rtype != w.SRV:
-                    addresses[wire].append(w.pack_rr(wire, rtype, ttl, rd))
+            wire = index.wires[name] = w.name_to_wire(name)
         except (ValueError, UnicodeError) as e:
-            skipped.append((name, str(e)))
-
-    for name, ips in record_set.a.items():
-        add(name, w.A, ips, w.a_rdata)
-    for name, ips in record_set.aaaa.items():
-        add(name, w.AAAA, ips, w.aaaa_rdata)
-    for name, srvs in record_set.srv.items():
-        add(name, w.SRV, sorted(srvs), w.srv_rdata)
-    apex = by_name[zone.domain_wire]
-    apex[w.SOA].append(w.pack_rr(b"\xc0\x0c", w.SOA, ttl, zone.soa_rdata))
-    mname = w.name_to_wire(settings.soa.mname.lower() + ".")
-    apex[w.NS].append(w.pack_rr(b"\xc0\x0c", w.NS, ttl, mname))
-
-    for wire, types in by_name.items():
-        qlen = len(wire) + 4
-        for rtype, rrs in types.items():
-            rots = w.rotations(rrs)
-            adds = [_additional(rot, addresses, mname) for rot in rots]
-            answer = w.Answer(qlen, w.NOERROR, rots, adds, ra=zone.external)
-            zone.cache[wire + _QTAIL.pack(rtype, 1)] = answer
-        if len(types) > 1:
-            rrs = sum(types.values(), [])
-            rots = w.rotations(rrs)
-            adds = [_additional(rot, addresses, mname) for rot in rots]
-            answer = w.Answer(qlen, w.NOERROR, rots, adds, ra=zone.external)
-        zone.cache[wire + _QTAIL.pack(w.ANY, 1)] = answer  # ANY: every type of the name
-        zone.names.update(wire[i:] for i in (_label_offsets(wire) or [0])[:-1]
-                          if wire[i:].endswith(zone.domain_wire))
-    return zone, skipped
+            index.skipped[name] = [(name, str(e))] * present
+            return None
+    if wire is None:
+        index.skipped.pop(name, None)
+        return None
+    if not present:
+        del index.wires[name]  # the wire is rebuilt once more, as a name with no records
+    return wire
 
 
-def _additional(rot: tuple[bytes, ...], addresses: dict[bytes, list[bytes]], mname: bytes
-                ) -> tuple[bytes, ...]:
-    """A/AAAA RRs of the SRV targets (or of the NS) in `rot`, in answer order, once each."""
-    targets: dict[bytes, None] = {}
-    for rr in rot:
-        rtype = rr[2:4]
-        if rtype == b"\x00\x21":  # SRV: owner pointer, RR header, priority/weight/port, target
-            targets[rr[18:]] = None
-        elif rtype == b"\x00\x02":
-            targets[mname] = None
-    return tuple(rr for t in targets for rr in addresses.get(t, ()))
+def _pack(name: str, wire: bytes, rs: RecordSet, ttl: int
+          ) -> tuple[dict[int, list[bytes]], tuple[bytes, ...], list[tuple[str, str]]]:
+    """`name`'s RRs by type (owner 0xC00C), its A/AAAA RRs owned by `wire`, and what was bad."""
+    types: dict[int, list[bytes]] = {}
+    addresses: list[bytes] = []
+    errors: list[tuple[str, str]] = []
+    for rtype, items, rdata in ((w.A, rs.a.get(name, ()), w.a_rdata),
+                                (w.AAAA, rs.aaaa.get(name, ()), w.aaaa_rdata),
+                                (w.SRV, sorted(rs.srv.get(name, ())), w.srv_rdata)):
+        rrs = []
+        for item in items:
+            try:
+                rd = rdata(item)
+            except (ValueError, UnicodeError, struct.error) as e:
+                errors.append((name, str(e)))
+                continue
+            rrs.append(w.pack_rr(b"\xc0\x0c", rtype, ttl, rd))
+            if rtype != w.SRV:
+                addresses.append(w.pack_rr(wire, rtype, ttl, rd))
+        if rrs:
+            types[rtype] = rrs
+    return types, tuple(addresses), errors
+
+
+def _retarget(index: _Index, wire: bytes, targets: frozenset[bytes]) -> None:
+    """Record that `wire`'s answers now carry the addresses of `targets` (and no others)."""
+    before = index.targets.get(wire, frozenset())
+    if targets == before:
+        return
+    for t in before - targets:
+        users = index.users[t] - {wire}
+        if users:
+            index.users[t] = users
+        else:
+            del index.users[t]
+    for t in targets - before:
+        index.users[t] = index.users.get(t, frozenset()) | {wire}
+    if targets:
+        index.targets[wire] = targets
+    else:
+        del index.targets[wire]
+
+
+def _count(names: dict[bytes, int], wire: bytes, domain_wire: bytes, delta: int) -> None:
+    """Add `delta` to `wire` and each of its ancestors inside the domain."""
+    for i in (_label_offsets(wire) or [0])[:-1]:
+        suffix = wire[i:]
+        if suffix.endswith(domain_wire):
+            n = names.get(suffix, 0) + delta
+            if n:
+                names[suffix] = n
+            else:
+                del names[suffix]
 
 
 def failure_response(query: bytes, rcode: int, ra: bool) -> bytes:

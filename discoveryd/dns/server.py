@@ -1,7 +1,7 @@
 """The DNS server: UDP and TCP transports around the resolver's `Zone`.
 
-`update()` builds a new Zone (index + packed answers) and swaps one reference, so a
-query always sees one complete record set. UDP is a raw non-blocking socket drained by
+`update()` builds a new Zone (index + packed answers, reusing those of unchanged names)
+and swaps one reference, so a query always sees one complete record set. UDP is a raw non-blocking socket drained by
 one reader callback per wakeup (see `_UdpReader`); only forwarding spawns a task.
 """
 
@@ -63,10 +63,13 @@ class DnsServer:
         return bool(self._udp) and self.zone.ready
 
     def update(self, record_set: RecordSet) -> list[tuple[str, str]]:
-        """Build the answers for `record_set` and swap them in; returns (name, reason) skipped."""
+        """Build the answers for `record_set` and swap them in; returns (name, reason) skipped.
+
+        Only the names that changed since the last update are packed again: the rest of the
+        answers are taken from the serving zone (read-only here, so this may run in a thread)."""
         started = perf_counter()
         self._serial = max(self._serial + 1, int(time.time()))
-        zone, skipped = build_zone(record_set, self.settings, self._serial)
+        zone, skipped = build_zone(record_set, self.settings, self._serial, self.zone)
         self.zone = zone
         for rtype, n in record_set.counts().items():
             self.metrics.dns_records.labels(rtype).set(n)
