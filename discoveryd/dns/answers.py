@@ -14,6 +14,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from itertools import cycle
+from typing import TypeVar
 
 from discoveryd.dns.recordset import Srv
 
@@ -29,6 +30,7 @@ SIZE_CLASSES = (512, 1232, 1400, 2048, MAX_UDP)
 MAX_ROTATIONS = 8
 OPT_RR = b"\x00\x00\x29" + struct.pack(">HIH", EDNS_UDP_SIZE, 0, 0)
 
+T = TypeVar("T")
 _RR_HEAD = struct.Struct(">HHIH")
 _COUNTS = struct.Struct(">HHHH")
 
@@ -69,7 +71,7 @@ def soa_rdata(mname: str, rname: str, serial: int, refresh: int, retry: int, exp
             + struct.pack(">IIIII", serial & 0xFFFFFFFF, refresh, retry, expire, minttl))
 
 
-def rotations(items: Sequence[bytes], limit: int = MAX_ROTATIONS) -> list[tuple[bytes, ...]]:
+def rotations(items: Sequence[T], limit: int = MAX_ROTATIONS) -> list[tuple[T, ...]]:
     """Up to `limit` orders of `items`, each starting at a different RR, spread evenly."""
     n = len(items)
     if n <= 1:
@@ -110,24 +112,17 @@ def build_answers(types: Mapping[int, list[bytes]], qlen: int,
 def _answer(rrs: list[bytes], qlen: int, addresses: Mapping[bytes, tuple[bytes, ...]],
             mname: bytes, ra: bool) -> Answer:
     rots = rotations(rrs)
-    if any(rr[2:4] in (b"\x00\x21", b"\x00\x02") for rr in rrs):  # SRV or NS
-        adds = [_additional(rot, addresses, mname) for rot in rots]
-    else:
-        adds = [()] * len(rots)
+    # The name whose A/AAAA RRs each RR brings along: an SRV's target, the NS; None for others.
+    targets = [rr[18:] if rr[2:4] == b"\x00\x21" else mname if rr[2:4] == b"\x00\x02" else None
+               for rr in rrs]
+    if targets.count(None) == len(targets):
+        return Answer(qlen, NOERROR, rots, [()] * len(rots), ra=ra)
+    adds = []
+    for rot in rotations(targets):  # the same orders as `rots`
+        once = dict.fromkeys(rot)  # in answer order, once each
+        once.pop(None, None)
+        adds.append(tuple(rr for t in once for rr in addresses.get(t, ())))  # type: ignore[arg-type]
     return Answer(qlen, NOERROR, rots, adds, ra=ra)
-
-
-def _additional(rot: tuple[bytes, ...], addresses: Mapping[bytes, tuple[bytes, ...]],
-                mname: bytes) -> tuple[bytes, ...]:
-    """A/AAAA RRs of the SRV targets (or of the NS) in `rot`, in answer order, once each."""
-    targets: dict[bytes, None] = {}
-    for rr in rot:
-        rtype = rr[2:4]
-        if rtype == b"\x00\x21":  # SRV: owner pointer, RR header, priority/weight/port, target
-            targets[rr[18:]] = None
-        elif rtype == b"\x00\x02":
-            targets[mname] = None
-    return tuple(rr for t in targets for rr in addresses.get(t, ()))
 
 
 def flag_index(query: bytes) -> int:

@@ -10,9 +10,10 @@ lookup and a concatenation; anything unusual goes through dnslib.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import cycle, repeat
+from typing import Any
 
 from dnslib import QTYPE, DNSRecord
 
@@ -28,6 +29,8 @@ Result = tuple[object, str, str]  # (bytes to send | FORWARD | None = drop, qtyp
 # Zone.hot: query bytes after the ID -> (next response after the ID, [queries counted]).
 Hot = tuple[Callable[[], bytes], list[int]]
 HOT_LIMIT = 65536  # entries; the table starts over when full (e.g. a flood of random names)
+_KEYS = {t: _QTAIL.pack(t, 1) for t in (1, 2, 6, 28, 33, 255)}  # answer cache key: name + these
+_NONE: frozenset[bytes] = frozenset()
 
 
 class Zone:
@@ -254,17 +257,19 @@ def build_zone(record_set: RecordSet, settings: DnsSettings, serial: int,
         if wire == zone.domain_wire:
             types = {**types, w.SOA: [w.pack_rr(b"\xc0\x0c", w.SOA, settings.ttl, zone.soa_rdata)],
                      w.NS: [w.pack_rr(b"\xc0\x0c", w.NS, settings.ttl, mname)]}
-        existed = cache.pop(wire + _QTAIL.pack(w.ANY, 1), None) is not None
-        for rtype in (w.A, w.AAAA, w.SRV, w.SOA, w.NS):
-            cache.pop(wire + _QTAIL.pack(rtype, 1), None)
+        existed = cache.pop(wire + _KEYS[w.ANY], None) is not None  # every name has ANY
+        if existed:
+            for rtype in (w.A, w.AAAA, w.SRV, w.SOA, w.NS):
+                cache.pop(wire + _KEYS[rtype], None)
         answers = w.build_answers(types, len(wire) + 4, new.addresses, mname, ra=zone.external)
         for rtype, answer in answers.items():
-            cache[wire + _QTAIL.pack(rtype, 1)] = answer
+            cache[wire + _KEYS[rtype]] = answer
         if errors:
             new.skipped[name] = errors
         else:
             new.skipped.pop(name, None)
-        _retarget(new, wire, frozenset(rr[18:] for rr in types.get(w.SRV, ())))
+        srv = types.get(w.SRV)
+        _retarget(new, wire, frozenset(rr[18:] for rr in srv) if srv else _NONE)
         if wire != zone.domain_wire and existed != bool(answers):
             _count(new.names, wire, zone.domain_wire, 1 if answers else -1)
     zone.cache, zone.names, zone._index = cache, new.names, new
@@ -302,7 +307,7 @@ def _canonical_record_set(rs: RecordSet) -> RecordSet:
 def _wire(name: str, domain: str, rs: RecordSet, index: _Index) -> bytes | None:
     """The wire name of the changed `name`, recording in `index` whether it is still served
     (None: gone from the record set, or skipped as a whole)."""
-    present = sum(name in m for m in (rs.a, rs.aaaa, rs.srv))
+    present = (name in rs.a) + (name in rs.aaaa) + (name in rs.srv)
     wire = index.wires.get(name)
     if wire is None and present:
         try:
@@ -327,9 +332,10 @@ def _pack(name: str, wire: bytes, rs: RecordSet, ttl: int
     types: dict[int, list[bytes]] = {}
     addresses: list[bytes] = []
     errors: list[tuple[str, str]] = []
-    for rtype, items, rdata in ((w.A, rs.a.get(name, ()), w.a_rdata),
-                                (w.AAAA, rs.aaaa.get(name, ()), w.aaaa_rdata),
-                                (w.SRV, sorted(rs.srv.get(name, ())), w.srv_rdata)):
+    specs: tuple[tuple[int, Iterable[Any], Callable[[Any], bytes]], ...] = (
+        (w.A, rs.a.get(name, ()), w.a_rdata), (w.AAAA, rs.aaaa.get(name, ()), w.aaaa_rdata),
+        (w.SRV, sorted(rs.srv.get(name, ())), w.srv_rdata))
+    for rtype, items, rdata in specs:
         rrs = []
         for item in items:
             try:
@@ -347,7 +353,7 @@ def _pack(name: str, wire: bytes, rs: RecordSet, ttl: int
 
 def _retarget(index: _Index, wire: bytes, targets: frozenset[bytes]) -> None:
     """Record that `wire`'s answers now carry the addresses of `targets` (and no others)."""
-    before = index.targets.get(wire, frozenset())
+    before = index.targets.get(wire, _NONE)
     if targets == before:
         return
     for t in before - targets:
@@ -357,7 +363,7 @@ def _retarget(index: _Index, wire: bytes, targets: frozenset[bytes]) -> None:
         else:
             del index.users[t]
     for t in targets - before:
-        index.users[t] = index.users.get(t, frozenset()) | {wire}
+        index.users[t] = index.users.get(t, _NONE) | {wire}
     if targets:
         index.targets[wire] = targets
     else:
@@ -365,15 +371,17 @@ def _retarget(index: _Index, wire: bytes, targets: frozenset[bytes]) -> None:
 
 
 def _count(names: dict[bytes, int], wire: bytes, domain_wire: bytes, delta: int) -> None:
-    """Add `delta` to `wire` and each of its ancestors inside the domain."""
-    for i in (_label_offsets(wire) or [0])[:-1]:
+    """Add `delta` to `wire` (a name inside the domain) and each of its ancestors up to the
+    domain itself."""
+    i, end = 0, len(wire) - len(domain_wire)
+    while i <= end:
         suffix = wire[i:]
-        if suffix.endswith(domain_wire):
-            n = names.get(suffix, 0) + delta
-            if n:
-                names[suffix] = n
-            else:
-                del names[suffix]
+        n = names.get(suffix, 0) + delta
+        if n:
+            names[suffix] = n
+        else:
+            del names[suffix]
+        i += wire[i] + 1
 
 
 def failure_response(query: bytes, rcode: int, ra: bool) -> bytes:
