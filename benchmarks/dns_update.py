@@ -4,11 +4,13 @@
 
 For each size: the full `build_zone` (no previous zone) and `build_zone(..., previous)` after
 removing one task, adding one task and moving one agent's tasks to a new IP; best of 3 each.
+The GC thresholds are the daemon's (`cli.serve`).
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 import sys
 import time
 from pathlib import Path
@@ -56,6 +58,7 @@ def best_of(fn, repeat: int = 3) -> float:
 
 
 def main(sizes: list[int]) -> None:
+    gc.set_threshold(100_000, 50, 100)
     print(f"{'tasks':>7} {'records':>8} {'names':>7}  {'case':<18} {'ms':>9}")
     for n in sizes:
         raw = generate_state(n)
