@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Srv:
+class Srv(NamedTuple):
+    """A NamedTuple, not a dataclass: comparing two 100k-record sets (to skip or limit a
+    rebuild) then runs at C speed."""
+
     target: str  # fully qualified, trailing dot
     port: int
     priority: int = 0
