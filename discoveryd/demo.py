@@ -37,7 +37,8 @@ def demo_settings(cluster: SimCluster, dns_port: int, http_port: int, workdir: P
         "dns": {"listen": [f"127.0.0.1:{dns_port}"], "external": False},
         "haproxy": {
             "config_path": str(workdir / "haproxy.cfg"), "bind_address": "127.0.0.1",
-            "validate_command": "haproxy -c -q -f {path}" if have_haproxy else "true {path}",
+            # no -q: HAProxy then hides the very errors a failed check should log
+            "validate_command": "haproxy -c -f {path}" if have_haproxy else "true {path}",
             "http_port": 10080, "https_port": 10443, "appid_port": 10091, "stats_port": 10090,
             "stats_socket": str(workdir / "haproxy-admin.sock"),
         },
@@ -91,6 +92,7 @@ Every few seconds the simulated Marathon scales an app or restarts a task.
 
 async def run_demo(dns_port: int, http_port: int, workdir: Path, *,
                    change_every: float = 5.0, stop: asyncio.Event | None = None) -> int:
+    workdir = workdir.resolve()  # HAProxy reads a relative socket path as host:port
     workdir.mkdir(parents=True, exist_ok=True)
     cluster = SimCluster()
     await cluster.start()

@@ -193,6 +193,13 @@ class HAProxySettings(_Section):
     stats_socket: str = "/var/run/haproxy/admin.sock"
     server_state_file: str | None = None
 
+    @field_validator("stats_socket")
+    @classmethod
+    def _stats_socket(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("must be an absolute path (HAProxy reads a relative one as host:port)")
+        return v
+
     @field_validator("validate_command")
     @classmethod
     def _validate_cmd(cls, v: str) -> str:

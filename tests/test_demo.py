@@ -3,6 +3,7 @@
 import asyncio
 import shutil
 import subprocess
+from pathlib import Path
 
 import aiohttp
 import dns.asyncquery
@@ -19,10 +20,13 @@ async def _a(port, name):
     return sorted(rr.address for rrset in r.answer for rr in rrset)
 
 
-async def test_demo_serves_and_follows_changes(tmp_path, capsys):
+async def test_demo_serves_and_follows_changes(tmp_path, capsys, monkeypatch):
     dns_port, http_port = free_port(), free_port()
     stop = asyncio.Event()
-    demo = asyncio.create_task(run_demo(dns_port, http_port, tmp_path, change_every=0.5, stop=stop))
+    monkeypatch.chdir(tmp_path)  # the default --workdir is relative: ./demo-run
+    demo = asyncio.create_task(run_demo(dns_port, http_port, Path("demo-run"), change_every=0.5,
+                                        stop=stop))
+    tmp_path = tmp_path / "demo-run"
     try:
         async with aiohttp.ClientSession() as http:
             async def ready():

@@ -143,3 +143,9 @@ def test_run_reads_discoveryd_config_env(tmp_path):
     p.write_text("mesos:\n  masters: ['nohost:port']\n")
     r = _cli("run", env={**os.environ, "DISCOVERYD_CONFIG": str(p)})
     assert r.returncode == 2 and "mesos.masters[0]" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_relative_stats_socket_rejected():
+    with pytest.raises(ConfigError) as e:
+        parse_settings({"haproxy": {"stats_socket": "run/admin.sock"}})
+    assert "haproxy.stats_socket" in str(e.value)
