@@ -18,7 +18,6 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from discoveryd.sim.mesos_master import SimMesosMaster
 from tests.daemon_harness import eventually, settings_for, start_daemon
 
 pytestmark = pytest.mark.integration
@@ -62,14 +61,6 @@ zone "mesos" {{
   forwarders {{ 127.0.0.1 port {discoveryd_port}; }};
 }};
 """
-
-
-@pytest.fixture
-async def master():
-    m = SimMesosMaster()
-    await m.start()
-    yield m
-    await m.stop()
 
 
 @pytest.fixture

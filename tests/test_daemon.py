@@ -10,14 +10,6 @@ from tests.daemon_harness import eventually, settings_for, start_daemon
 
 
 @pytest.fixture
-async def master():
-    m = SimMesosMaster()
-    await m.start()
-    yield m
-    await m.stop()
-
-
-@pytest.fixture
 async def running(master):
     r = await start_daemon(settings_for(mesos={"masters": [master.address], "refresh_seconds": 0.5}))
     yield r
