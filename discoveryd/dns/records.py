@@ -11,12 +11,11 @@ Where mesos-dns would emit an unencodable name (a label over 63 bytes, a name ov
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 
 from discoveryd.dns.labels import LabelFunc, domain_frag, label_func
 from discoveryd.dns.recordset import RecordSet, Srv
-from discoveryd.model.mesos import Framework, MesosState, MesosTask
+from discoveryd.model.mesos import Framework, MesosState, MesosTask, canonical_ip
 from discoveryd.settings import split_host_port
 
 Resolve = Callable[[str], str | None]
@@ -34,15 +33,7 @@ def hash_string(value: str) -> str:
     return "".join(ZBASE32[(bits >> (27 - 5 * i)) & 31] for i in range(5))
 
 
-def ip_literal(host: str) -> str | None:
-    """The default resolver: the canonical text of an IP literal, else None."""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
+ip_literal = canonical_ip  # the default resolver: IP literals only
 
 
 def slave_id_tail(slave_id: str) -> str:

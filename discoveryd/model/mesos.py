@@ -6,7 +6,21 @@ nothing downstream looks at the raw document. Every value is immutable.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
+
+
+def canonical_ip(value: object) -> str | None:
+    """The canonical text of an IP literal (IPv4-mapped IPv6 becomes IPv4), else None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
 
 
 def join_host_port(host: str, port: int) -> str:

@@ -7,7 +7,6 @@ unusable as a whole (not an object, no parsable leader) raises `StateError`.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from discoveryd.model.mesos import (
@@ -19,6 +18,7 @@ from discoveryd.model.mesos import (
     NetworkInfo,
     Pid,
     Slave,
+    canonical_ip,
 )
 
 DOCKER_IP_LABEL = "Docker.NetworkSettings.IPAddress"
@@ -57,17 +57,7 @@ def _normalise_host(host: str) -> str:
     return ip if ip is not None else host.lower()
 
 
-def normalise_ip(value: Any) -> str | None:
-    """The canonical text of an IP literal (IPv4-mapped IPv6 becomes IPv4), else None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        ip = ipaddress.ip_address(value)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
+normalise_ip = canonical_ip
 
 
 def parse_port_ranges(value: Any) -> tuple[tuple[int, ...], list[str]]:
