@@ -1,3 +1,4 @@
 from discoveryd.cli import main
 
-main()
+if __name__ == "__main__":  # DNS worker processes (spawn) re-import this module
+    main()

@@ -56,6 +56,7 @@ class Daemon:
         self.store = store or Store()
         self.record_set: RecordSet | None = None
         self.dns: Any = None
+        self.dns_workers: Any = None
         self.mesos: Any = None
         self.marathon: Any = None
         self.haproxy: Any = None
@@ -84,10 +85,17 @@ class Daemon:
         if s.dns.enabled:
             from discoveryd.dns.server import DnsServer
 
-            self.dns = DnsServer(s.dns, m)
+            self.dns = DnsServer(s.dns, m, reuse_port=s.dns.workers > 1)
             if self.record_set is not None:
                 self.dns.update(self.record_set)
             await self._start_dns()
+            if s.dns.workers > 1:
+                from discoveryd.dns.workers import DnsWorkers
+
+                self.dns_workers = DnsWorkers(s.dns, m, s.dns.workers - 1, self.dns.addresses)
+                await self.dns_workers.start()
+                if self.record_set is not None:
+                    await asyncio.to_thread(self.dns_workers.update, self.record_set)
             self._spawn(self._records_loop(), "records")
         if self.mesos_enabled:
             from discoveryd.sources.mesos import MesosSource
@@ -120,6 +128,9 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.dns_workers is not None:
+            await self.dns_workers.stop()
+            self.dns_workers = None
         if self.dns is not None:
             await self.dns.stop()
         for source in (self.mesos, self.marathon, self.haproxy):
@@ -202,6 +213,8 @@ class Daemon:
             if dns is not None and dns.serving and _same_records(rs, self.record_set):
                 return  # a refresh that changed nothing: keep the answer cache (and serial)
             dns_skipped = await asyncio.to_thread(dns.update, rs) if dns is not None else []
+            if self.dns_workers is not None:
+                await asyncio.to_thread(self.dns_workers.update, rs)
         except Exception:
             log.exception("records_failed keeping the previous record set")
             return

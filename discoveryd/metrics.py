@@ -62,6 +62,19 @@ class QueryStats(Collector):
         self.counters: dict[tuple[str, str], list[int]] = {}  # more counts, see counter()
         self.bucket_counts = [0] * (len(QUERY_LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
+        # Latest cumulative figures of each DNS worker process (dns.workers > 1).
+        self.remote: dict[int, tuple[dict[tuple[str, str], int], list[int], float]] = {}
+
+    def set_remote(self, worker: int, queries: dict[tuple[str, str], int],
+                   buckets: list[int], latency_sum: float) -> None:
+        self.remote[worker] = (queries, buckets, latency_sum)
+
+    def totals(self) -> dict[tuple[str, str], int]:
+        """Queries by (qtype, rcode) answered by this process."""
+        totals = dict(self.queries)
+        for key, cell in list(self.counters.items()):
+            totals[key] = totals.get(key, 0) + cell[0]
+        return totals
 
     def observe(self, qtype: str, rcode: str, seconds: float) -> None:
         # A plain dict and a first-bucket shortcut: cached answers take a few µs, so
@@ -96,21 +109,25 @@ class QueryStats(Collector):
             "discoveryd_dns_queries", "DNS queries answered, by query type and response code.",
             labels=["qtype", "rcode"],
         )
-        totals = dict(self.queries)
-        for key, cell in list(self.counters.items()):
-            totals[key] = totals.get(key, 0) + cell[0]
+        totals = self.totals()
+        bucket_counts, latency_sum = list(self.bucket_counts), self.latency_sum
+        for queries, remote_buckets, remote_sum in list(self.remote.values()):
+            for key, n in queries.items():
+                totals[key] = totals.get(key, 0) + n
+            bucket_counts = [a + b for a, b in zip(bucket_counts, remote_buckets, strict=True)]
+            latency_sum += remote_sum
         for (qtype, rcode), n in sorted(totals.items()):
             c.add_metric([qtype, rcode], n)
         yield c
         buckets, acc = [], 0
-        for bound, n in zip((*QUERY_LATENCY_BUCKETS, float("inf")), self.bucket_counts, strict=True):
+        for bound, n in zip((*QUERY_LATENCY_BUCKETS, float("inf")), bucket_counts, strict=True):
             acc += n
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), acc))
         h = HistogramMetricFamily(
             "discoveryd_dns_query_duration_seconds",
             "Time from receiving a DNS query to sending its answer (forwarded queries included).",
         )
-        h.add_metric([], buckets, self.latency_sum)
+        h.add_metric([], buckets, latency_sum)
         yield h
 
     def describe(self) -> Iterator[Metric]:

@@ -43,6 +43,8 @@ HELP = {
     "dns.soa.rname": "SOA responsible mailbox",
     "dns.soa.refresh": "SOA refresh", "dns.soa.retry": "SOA retry", "dns.soa.expire": "SOA expire",
     "dns.soa.minttl": "SOA minimum TTL (negative caching)",
+    "dns.workers": "processes answering queries on the same sockets (SO_REUSEPORT); one per "
+                   "spare core raises the query rate (addition)",
     "haproxy.enabled": "render haproxy.cfg (only when `marathon.urls` is set)",
     "haproxy.group": "serve apps whose `HAPROXY_GROUP` matches; `*` = every app",
     "haproxy.config_path": "the live haproxy.cfg; candidates are written next to it",

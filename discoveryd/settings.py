@@ -153,6 +153,7 @@ class DnsSettings(_Section):
     zone_resolvers: dict[str, list[ResolverAddr]] = {}
     timeout: float = Field(5, gt=0)
     soa: SoaSettings = SoaSettings()
+    workers: int = Field(1, ge=1, le=64)  # processes answering queries (SO_REUSEPORT)
 
     @field_validator("domain")
     @classmethod
