@@ -7,10 +7,7 @@ import pytest
 
 from discoveryd.sim.mesos_master import SimMesosMaster, sample_state
 from tests.daemon_harness import eventually, settings_for, start_daemon
-from tests.fakes import zookeeper as zkfake
 from tests.fakes.zookeeper import register_master
-
-zk_server, zk, zk_admin = zkfake.zk_server, zkfake.zk, zkfake.zk_admin  # fixtures
 
 
 def state_without(word):

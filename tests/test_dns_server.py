@@ -43,16 +43,6 @@ def record_set(extra_ip: str | None = None) -> RecordSet:
     )
 
 
-@pytest.fixture
-async def server():
-    srv = DnsServer(DnsSettings(listen=["127.0.0.1:0"], external=False), Metrics(),
-                    resolv_conf="/nonexistent")
-    await srv.start()
-    srv.update(record_set())
-    yield srv
-    await srv.stop()
-
-
 async def udp(server: DnsServer, name: str, rtype: str = "A", **kw) -> dns.message.Message:
     q = dns.message.make_query(name, rtype, **kw)
     host, port = server.addresses[0]

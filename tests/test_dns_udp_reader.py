@@ -22,14 +22,6 @@ from tests.test_dns_server import BIG, WEB_IPS, record_set
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-async def server():
-    srv = DnsServer(DnsSettings(listen=["127.0.0.1:0"], external=False), Metrics(),
-                    resolv_conf="/nonexistent")
-    await srv.start()
-    srv.update(record_set())
-    yield srv
-    await srv.stop()
 
 
 def client(server: DnsServer) -> socket.socket:

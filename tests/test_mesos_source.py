@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -46,16 +46,6 @@ async def until(pred: Callable[[], bool], timeout: float = DEADLINE) -> None:
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
     value = metrics.registry.get_sample_value(name, labels or None)
     return value or 0.0
-
-
-@pytest.fixture
-async def masters() -> AsyncIterator[list[SimMesosMaster]]:
-    sims = [SimMesosMaster(), SimMesosMaster()]
-    for s in sims:
-        await s.start()
-    yield sims
-    for s in sims:
-        await s.stop()
 
 
 async def running(source: MesosSource) -> asyncio.Task[None]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from kazoo.client import KazooClient
 
@@ -12,21 +10,8 @@ from discoveryd.settings import MesosSettings
 from discoveryd.sim.mesos_master import SimMesosMaster
 from discoveryd.sources.mesos import MesosSource
 from discoveryd.store import Store
-from tests.fakes import zookeeper as zkfake
 from tests.fakes.zookeeper import ZkEnv, free_port, register_master
 from tests.test_mesos_source import leader_pid, running, sample, stop, until, until_state
-
-zk_server, zk, zk_admin = zkfake.zk_server, zkfake.zk, zkfake.zk_admin  # fixtures
-
-
-@pytest.fixture
-async def masters() -> AsyncIterator[list[SimMesosMaster]]:
-    sims = [SimMesosMaster(), SimMesosMaster()]
-    for s in sims:
-        await s.start()
-    yield sims
-    for s in sims:
-        await s.stop()
 
 
 def register(client: KazooClient, zk: ZkEnv, sim: SimMesosMaster) -> str:

@@ -19,8 +19,6 @@ from discoveryd.sources.zookeeper import (
 from tests.fakes import zookeeper as zkfake
 from tests.fakes.zookeeper import ZkEnv, free_port, master_info, packed_ip, register_master
 
-zk_server, zk, zk_admin = zkfake.zk_server, zkfake.zk, zkfake.zk_admin  # fixtures
-
 
 def info(ip: str, port: int = 5050, **extra: object) -> bytes:
     return json.dumps({**master_info(ip, port), **extra}).encode()
