@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import socket
@@ -88,7 +87,7 @@ class Daemon:
             self.dns = DnsServer(s.dns, m, reuse_port=s.dns.workers > 1)
             if self.record_set is not None:
                 self.dns.update(self.record_set)
-            await self._start_dns()
+            await self.dns.start()
             if s.dns.workers > 1:
                 from discoveryd.dns.workers import DnsWorkers
 
@@ -157,18 +156,6 @@ class Daemon:
         if not task.cancelled() and task.exception() is not None:
             log.error("component_crashed %s: %r", task.get_name(), task.exception(),
                       exc_info=task.exception())
-
-    async def _start_dns(self) -> None:
-        """Bind the DNS sockets; on a reload the old sockets may take a loop turn or two to
-        close (transport.close() is deferred), so EADDRINUSE is retried briefly."""
-        for attempt in range(40):
-            try:
-                await self.dns.start()
-                return
-            except OSError as e:
-                if e.errno != errno.EADDRINUSE or attempt == 39:
-                    raise
-                await asyncio.sleep(0.05)
 
     async def _start_http(self, listen: str) -> None:
         host, port = split_host_port(listen)

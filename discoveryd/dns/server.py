@@ -106,6 +106,10 @@ class DnsServer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # The listening sockets must be gone when stop() returns: a SIGHUP reload binds
+        # the same addresses again at once.
+        for server in self._servers:
+            await server.wait_closed()
         self._udp.clear()
         self._servers.clear()
         self._addresses.clear()
