@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
@@ -19,23 +18,11 @@ import dns.rdatatype
 import pytest
 
 from tests.daemon_harness import eventually, settings_for, start_daemon
+from tests.fakes.ports import free_port
 
 pytestmark = pytest.mark.integration
 
 NAMED = shutil.which("named") or ("/usr/sbin/named" if os.path.exists("/usr/sbin/named") else None)
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on loopback (named binds both)."""
-    while True:
-        with socket.socket() as t, socket.socket(type=socket.SOCK_DGRAM) as u:
-            t.bind(("127.0.0.1", 0))
-            port = t.getsockname()[1]
-            try:
-                u.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
 
 
 def named_conf(workdir: Path, port: int, discoveryd_port: int) -> str:

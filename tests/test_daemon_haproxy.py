@@ -8,7 +8,7 @@ import pytest
 from discoveryd.sim.cluster import SimCluster
 from discoveryd.sim.marathon import app
 from tests.daemon_harness import eventually, settings_for, start_daemon
-from tests.test_run_process import free_port
+from tests.fakes.ports import free_port
 
 
 @pytest.fixture

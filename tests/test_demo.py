@@ -11,7 +11,7 @@ import dns.message
 
 from discoveryd.demo import run_demo
 from tests.daemon_harness import eventually
-from tests.test_run_process import free_port
+from tests.fakes.ports import free_port
 
 
 async def _a(port, name):

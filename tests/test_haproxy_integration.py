@@ -17,8 +17,9 @@ from discoveryd.model.cluster import ClusterState, with_marathon
 from discoveryd.model.marathon import HealthCheck, MarathonSnapshot
 from discoveryd.settings import HAProxySettings
 from discoveryd.store import Store
-from tests.fakes.echo import EchoHTTP, EchoTCP, free_port
+from tests.fakes.echo import EchoHTTP, EchoTCP
 from tests.fakes.haproxy import HAPROXY, HAProxyProcess, app, snapshot, task
+from tests.fakes.ports import free_port
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(HAPROXY is None, reason="haproxy not installed")]

@@ -12,8 +12,8 @@ import pytest
 from discoveryd.settings import MarathonSettings
 from discoveryd.sim.marathon import SimMarathon, app
 from discoveryd.sources.marathon import MarathonSource
-from tests.fakes.echo import free_port
 from tests.fakes.haproxy import HAPROXY
+from tests.fakes.ports import free_port
 from tests.test_haproxy_integration import Rig, echoes, rig  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.integration,

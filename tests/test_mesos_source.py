@@ -13,7 +13,7 @@ from discoveryd.settings import MesosSettings
 from discoveryd.sim.mesos_master import SimMesosMaster
 from discoveryd.sources.mesos import MesosSource
 from discoveryd.store import Store
-from tests.fakes.zookeeper import free_port
+from tests.fakes.ports import free_port
 
 DEADLINE = 30.0
 

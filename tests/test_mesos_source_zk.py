@@ -10,7 +10,8 @@ from discoveryd.settings import MesosSettings
 from discoveryd.sim.mesos_master import SimMesosMaster
 from discoveryd.sources.mesos import MesosSource
 from discoveryd.store import Store
-from tests.fakes.zookeeper import ZkEnv, free_port, register_master
+from tests.fakes.ports import free_port
+from tests.fakes.zookeeper import ZkEnv, register_master
 from tests.test_mesos_source import leader_pid, running, sample, stop, until, until_state
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import aiohttp
@@ -15,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from discoveryd.sim.mesos_master import SimMesosMaster
 from tests.daemon_harness import eventually, settings_for, start_daemon
+from tests.fakes.ports import free_port
 
 CONTRACT_METRICS = {
     "discoveryd_dns_queries_total", "discoveryd_dns_forwarded_total", "discoveryd_dns_records",
@@ -56,12 +56,6 @@ async def test_metrics_text_parses_with_contract_names(running):
     assert samples[("discoveryd_dns_queries_total", (("qtype", "A"), ("rcode", "NOERROR")))] >= 1
     assert samples[("discoveryd_dns_records", (("type", "A"),))] > 0
     assert samples[("discoveryd_mesos_state_fetches_total", (("result", "ok"),))] >= 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def query(session: aiohttp.ClientSession, base: str, expr: str) -> list[dict]:

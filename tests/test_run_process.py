@@ -4,7 +4,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 import time
 
@@ -13,12 +12,7 @@ import dns.message
 
 from discoveryd.sim.mesos_master import SimMesosMaster
 from tests.daemon_harness import eventually
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.fakes.ports import free_port
 
 
 def write_config(path, master, dns_port, http_port, ttl=60, fmt="json"):

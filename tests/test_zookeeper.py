@@ -17,7 +17,8 @@ from discoveryd.sources.zookeeper import (
     parse_zk_url,
 )
 from tests.fakes import zookeeper as zkfake
-from tests.fakes.zookeeper import ZkEnv, free_port, master_info, packed_ip, register_master
+from tests.fakes.ports import free_port
+from tests.fakes.zookeeper import ZkEnv, master_info, packed_ip, register_master
 
 
 def info(ip: str, port: int = 5050, **extra: object) -> bytes:

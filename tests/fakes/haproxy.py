@@ -19,7 +19,7 @@ from discoveryd.model.marathon import (
     ServicePort,
     Task,
 )
-from tests.fakes.echo import free_port
+from tests.fakes.ports import free_port
 
 HAPROXY = shutil.which("haproxy")
 

@@ -23,14 +23,10 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
+from tests.fakes.ports import free_port
+
 JAR_DIRS = ("/usr/share/zookeeper", "/usr/share/java")
 MAIN_CLASS = "org.apache.zookeeper.server.ZooKeeperServerMain"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _classpath() -> str:
