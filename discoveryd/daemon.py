@@ -237,6 +237,7 @@ class Daemon:
         st = self.store.current
         mesos_status = self.mesos.status() if self.mesos else None
         haproxy_status = self.haproxy.status() if self.haproxy else None
+        marathon_status = self.marathon.status() if self.marathon else None
         leader = st.leader
         rs = self.record_set
         return {
@@ -245,8 +246,8 @@ class Daemon:
             "leader_source": leader.source if leader else None,
             "masters": list(st.masters),
             "mesos": mesos_status,
-            "marathon": self.marathon.status() if self.marathon else None,
-            "marathon_url": (self.marathon.status() or {}).get("url") if self.marathon else None,
+            "marathon": marathon_status,
+            "marathon_url": marathon_status["url"] if marathon_status else None,
             "haproxy": haproxy_status,
             "last_refresh": {"mesos": st.mesos_updated_at, "marathon": st.marathon_updated_at},
             "counts": {
