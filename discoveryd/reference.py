@@ -52,6 +52,8 @@ HELP = {
     "haproxy.validate_command": "validation command; `{path}` is the candidate file",
     "haproxy.reload_command": "reload command (shell); null = render and validate only",
     "haproxy.min_reload_interval": "seconds between reloads; bursts are coalesced",
+    "haproxy.validate_timeout": "seconds before a hung validation is killed and counted as a failure (addition)",
+    "haproxy.reload_timeout": "seconds before a hung reload command is killed and counted as a failure; retried (addition)",
     "haproxy.bind_address": "address of every frontend bind",
     "haproxy.http_port": "vhost frontend `marathon_http_in`",
     "haproxy.https_port": "SNI frontend `marathon_https_in` (only with `ssl_certs`)",

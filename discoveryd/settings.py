@@ -182,6 +182,9 @@ class HAProxySettings(_Section):
     validate_command: str = "haproxy -c -f {path}"
     reload_command: str | None = None
     min_reload_interval: float = Field(1.0, ge=0)
+    # Additions: a hung `haproxy -c` or reload must not stall the pipeline forever.
+    validate_timeout: float = Field(60, gt=0)
+    reload_timeout: float = Field(60, gt=0)
     bind_address: str = "*"
     http_port: int = Field(80, ge=0, le=65535)
     https_port: int = Field(443, ge=0, le=65535)

@@ -183,7 +183,8 @@ class HAProxyPipeline:
 
     async def _valid(self, text: str, path: str) -> bool:
         await asyncio.to_thread(files.write_file, path, text)
-        result = await validate(self.settings.validate_command, path)
+        result = await validate(self.settings.validate_command, path,
+                                self.settings.validate_timeout)
         if not result.ok:
             self._last_error = result.output[-2000:]
         return result.ok
@@ -201,7 +202,7 @@ class HAProxyPipeline:
         if self.settings.server_state_file:
             await save_server_state(self.settings.stats_socket, self.settings.server_state_file)
         self._last_reload_at = time.monotonic()
-        ok, output = await run_reload(command)
+        ok, output = await run_reload(command, self.settings.reload_timeout)
         self._last_reload = {"at": time.time(), "ok": ok, "output": output[-2000:]}
         self._metrics.haproxy_reloads.labels("ok" if ok else "error").inc()
         if not ok:
