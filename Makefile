@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := zookeeper haproxy dnsperf bind9 dnsutils socat prometheus iproute2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test deps venv lint bench clean
+.PHONY: demo test test-quick deps venv lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ deps:
 
 test: deps venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The same minus the tests marked `long` (fault injection, fuzzing, soak): for iterating.
+test-quick: deps venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m 'not long'
 
 lint: venv
 	$(BIN)/ruff check discoveryd tests benchmarks
