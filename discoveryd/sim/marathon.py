@@ -13,11 +13,15 @@ import base64
 import copy
 import itertools
 import json
+import random
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+
+from discoveryd.sim.marathon_garbage import garbage_response
 
 _port_counter = itertools.count(31000)
 
@@ -93,10 +97,10 @@ def as_marathon14(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Stream:
-    def __init__(self, types: frozenset[str]) -> None:
+    def __init__(self, types: frozenset[str], stalled: bool) -> None:
         self.types = types
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self.stalled = False
+        self.stalled = stalled
 
 
 class SimMarathon:
@@ -116,6 +120,11 @@ class SimMarathon:
         self.event_filters: list[list[str]] = []  # event_type filters of each connection
         self.status: int | None = None  # set by fail_with
         self.redirect: str | None = None  # set by redirect_to
+        # Fault switches (see "faults" below); all off by default.
+        self.apps_garbage: str | None = None  # set by serve_garbage
+        self.stall_new_streams = False  # new streams send headers, then nothing at all
+        self.stream_lifetime: float | None = None  # each stream ends cleanly after this long
+        self.events_pushed: Counter[str] = Counter()  # by type, whether or not anyone listens
         self._streams: set[_Stream] = set()
         self._runner: web.AppRunner | None = None
         self._next_agent = itertools.cycle(agents)
@@ -202,6 +211,8 @@ class SimMarathon:
         t = task(app_id, version=raw["version"], **fields)
         raw["tasks"].append(t)
         self._status_event(t, t["state"])
+        if "healthCheckResults" in t:  # Marathon reports the first check's result too
+            self._health_event(t, t["healthCheckResults"][0]["alive"])
         return t
 
     def kill_task(self, app_id: str, task_id: str, state: str = "TASK_KILLED") -> None:
@@ -214,13 +225,16 @@ class SimMarathon:
         t = next(t for t in self.apps[app_id]["tasks"] if t["id"] == task_id)
         t["healthCheckResults"] = [{"alive": alive, "consecutiveFailures": 0 if alive else 1,
                                     "taskId": task_id}]
-        ref = {"taskId": task_id} if self.version == "1.4" else {
-            "instanceId": task_id.replace(".", ".marathon-", 1)}
-        self.push_event("health_status_changed_event", {"appId": app_id, **ref, "alive": alive,
-                                                        "version": t["version"]})
+        self._health_event(t, alive)
+
+    def resend_status(self, app_id: str, task_id: str) -> None:
+        """Repeat a task's current status (Marathon does so on reconciliation)."""
+        t = next(t for t in self.apps[app_id]["tasks"] if t["id"] == task_id)
+        self._status_event(t, t["state"])
 
     def push_event(self, event_type: str, payload: dict[str, Any]) -> None:
         """Send one event to every subscribed stream whose filter admits it."""
+        self.events_pushed[event_type] += 1
         body = json.dumps({"eventType": event_type, "timestamp": now_iso(), **payload})
         frame = f"event: {event_type}\ndata: {body}\n\n".encode()
         for s in self._streams:
@@ -236,6 +250,40 @@ class SimMarathon:
         """Keep the open streams open but send nothing more on them, not even keep-alives."""
         for s in self._streams:
             s.stalled = True
+
+    # --- faults --------------------------------------------------------------------------
+
+    def serve_garbage(self, mode: str | None) -> None:
+        """Answer /v2/apps with a broken document (a `GARBAGE_MODES` name); None: normal."""
+        if mode is not None:
+            garbage_response(mode, [])  # reject an unknown mode now, not in the handler
+        self.apps_garbage = mode
+
+    def flood(self, count: int, seed: int = 0) -> int:
+        """Push at least `count` events from real mutations of the running tasks: health
+        flips, repeated statuses, task failures replaced by new tasks, scale deployments.
+        /v2/apps follows every one, so its final answer is the truth to converge to.
+        Returns the number of events pushed."""
+        rng = random.Random(seed)
+        start = self.events_pushed.total()
+        while self.events_pushed.total() - start < count:
+            app_id = rng.choice(sorted(self.apps))
+            raw = self.apps[app_id]
+            if not raw["tasks"]:
+                self.scale(app_id, 1)
+                continue
+            t = rng.choice(raw["tasks"])
+            roll = rng.random()
+            if roll < 0.45 and raw["healthChecks"]:
+                self.set_health(app_id, t["id"], not t["healthCheckResults"][0]["alive"])
+            elif roll < 0.85:
+                self.resend_status(app_id, t["id"])
+            elif roll < 0.97:
+                self.kill_task(app_id, t["id"], state="TASK_FAILED")
+                self.start_task(app_id)  # Marathon relaunches a failed task
+            else:
+                self.scale(app_id, max(1, len(raw["tasks"]) + rng.choice((-1, 1))))
+        return self.events_pushed.total() - start
 
     def fail_with(self, status: int | None) -> None:
         """Answer every request with `status` (None: back to normal)."""
@@ -272,7 +320,10 @@ class SimMarathon:
         self.fetches += 1
         embed = request.query.getall("embed", [])
         tasks = "apps.tasks" in embed or "app.tasks" in embed
-        return web.json_response({"apps": [self._shape(a, tasks) for a in self.apps.values()]})
+        apps = [self._shape(a, tasks) for a in self.apps.values()]
+        if self.apps_garbage is not None:
+            return garbage_response(self.apps_garbage, apps)
+        return web.json_response({"apps": apps})
 
     async def _app(self, request: web.Request) -> web.Response:
         raw = self.apps.get("/" + request.match_info["app_id"].strip("/"))
@@ -297,28 +348,45 @@ class SimMarathon:
         self.event_connects += 1
         types = request.query.getall("event_type", [])
         self.event_filters.append(types)
-        stream = _Stream(frozenset(types))
+        stream = _Stream(frozenset(types), stalled=self.stall_new_streams)
+        ends = None if self.stream_lifetime is None else (
+            asyncio.get_running_loop().time() + self.stream_lifetime)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
         await resp.prepare(request)
         self._streams.add(stream)
         try:
             peer = request.remote or "127.0.0.1"
-            if not stream.types or "event_stream_attached" in stream.types:
+            if not stream.stalled and (not stream.types
+                                       or "event_stream_attached" in stream.types):
                 attached = {"eventType": "event_stream_attached", "timestamp": now_iso(),
                             "remoteAddress": peer}
                 await resp.write(f"event: event_stream_attached\ndata: {json.dumps(attached)}"
                                  "\n\n".encode())
             while True:
+                wait = self.keepalive_seconds
+                if ends is not None:
+                    wait = min(wait, ends - asyncio.get_running_loop().time())
+                    if wait <= 0:
+                        break  # stream_lifetime: a clean end of stream
+                frames: list[bytes | None] = []
                 try:
-                    async with asyncio.timeout(self.keepalive_seconds):
-                        frame = await stream.queue.get()
+                    async with asyncio.timeout(wait):
+                        frames.append(await stream.queue.get())
                 except TimeoutError:
-                    frame = b":\n"  # keep-alive comment
-                if frame is None:
+                    if request.transport is None or request.transport.is_closing():
+                        break  # the client left (a stalled stream never writes to notice)
+                    if wait == self.keepalive_seconds:
+                        frames.append(b":\n")  # keep-alive comment
+                while not stream.queue.empty():  # a burst goes out in one write, as TCP would
+                    frames.append(stream.queue.get_nowait())
+                closing = None in frames
+                if closing:
+                    del frames[frames.index(None):]
+                if frames and not stream.stalled:
+                    await resp.write(b"".join(f for f in frames if f))
+                if closing:
                     break
-                if not stream.stalled:
-                    await resp.write(frame)
         except ConnectionResetError:
             pass
         finally:
@@ -331,3 +399,10 @@ class SimMarathon:
             "appId": t["appId"], "host": t["host"], "ports": t["ports"],
             "ipAddresses": t["ipAddresses"], "version": t["version"],
         })
+
+    def _health_event(self, t: dict[str, Any], alive: bool) -> None:
+        """1.4 names the task; 1.5+ names the instance that holds it."""
+        ref = {"taskId": t["id"]} if self.version == "1.4" else {
+            "instanceId": t["id"].replace(".", ".marathon-", 1)}
+        self.push_event("health_status_changed_event", {"appId": t["appId"], **ref,
+                                                        "alive": alive, "version": t["version"]})
