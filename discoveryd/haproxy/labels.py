@@ -1,8 +1,9 @@
 """marathon-lb labels of one app port, parsed and validated into a typed value.
 
-Every value that can reach haproxy.cfg is checked against a strict pattern here, so
-a label can never inject a directive (newline, `#`, quotes, spaces where none belong).
-A bad value raises `LabelError(reason)`; the caller skips that port only.
+Every value that can reach haproxy.cfg must first be printable ASCII of bounded length,
+then match a strict pattern here, so a label can never inject a directive (newline, `#`,
+quotes, spaces where none belong, `%` where HAProxy expands log-format variables). A bad
+value raises `LabelError(reason)`; the caller skips that port only.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ from dataclasses import dataclass
 
 from discoveryd.model.marathon import App
 
-HOST_RE = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$",
-                     re.I)
+# Lower-case ASCII only: with re.I, Python would also match "ſ" and the Kelvin sign "K".
+# A DNS label is at most 63 characters, a name at most 253 (RFC 1035).
+HOST_RE = re.compile(r"^(?=.{1,253}$)(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+                     r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%+-]*$")
-APP_ID_RE = re.compile(r"^/[A-Za-z0-9][A-Za-z0-9._/-]*$")
+# Redirect locations and Location rewrites are HAProxy log-format strings: "%H" would be
+# expanded and a lone "%" breaks the file, so those paths take no "%".
+LOG_FORMAT_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/+-]*$")
+APP_ID_RE = re.compile(r"^(?=.{2,1024}$)/[A-Za-z0-9][A-Za-z0-9._/-]*$")
 CERT_RE = re.compile(r"^/?[A-Za-z0-9_.@/-]+$")
 BIND_OPTIONS_RE = re.compile(r"^[A-Za-z0-9_.:/@=,+-]+( [A-Za-z0-9_.:/@=,+-]+)*$")
 REALM_RE = re.compile(r"^[A-Za-z0-9_. -]+$")
@@ -30,6 +36,21 @@ BALANCE_RE = re.compile(
     r"url_param [A-Za-z0-9_-]+|hdr\([A-Za-z0-9_-]+\)|rdp-cookie(\([A-Za-z0-9_-]+\))?)$")
 # marathon-lb's string_to_bool: these are true, every other value is false.
 TRUE = frozenset({"true", "t", "yes", "y"})
+# What a label that reaches haproxy.cfg may hold at all, before its own pattern: no control
+# character (newline, CR, NUL, tab), nothing outside ASCII (zero-width and RTL marks, emoji,
+# unicode look-alikes) and no 10 KB blobs.
+PRINTABLE_RE = re.compile(r"[\x20-\x7e]*")
+MAX_VALUE_LENGTH = 4096
+# HAPROXY_{n}_<suffix> -> the skip reason of a malformed value. Labels not listed here
+# (ENABLED, STICKY, REDIRECT_TO_HTTPS, USE_HSTS: booleans) never reach the text.
+REASONS = {
+    "GROUP": "bad_group", "VHOST": "bad_vhost", "PATH": "bad_path", "MODE": "bad_mode",
+    "PORT": "bad_int", "BIND_ADDR": "bad_bind_addr", "BIND_OPTIONS": "bad_bind_options",
+    "BALANCE": "bad_balance", "BACKEND_WEIGHT": "bad_int", "SSL_CERT": "bad_ssl_cert",
+    "AUTH": "bad_auth", "HTTP_BACKEND_PROXYPASS_PATH": "bad_path",
+    "HTTP_BACKEND_REVPROXY_PATH": "bad_path", "HTTP_BACKEND_REDIR": "bad_path",
+    "BACKEND_NETWORK_ALLOWED_ACL": "bad_network", "BACKEND_HEALTHCHECK_PORT_INDEX": "bad_int",
+}
 
 
 class LabelError(ValueError):
@@ -83,9 +104,23 @@ class Deployment:
     new_instances: bool = False  # HAPROXY_DEPLOYMENT_NEW_INSTANCES present (bluegreen_deploy.py)
 
 
+def shown(value: str, limit: int = 80) -> str:
+    """A value as a log or error may show it: escaped to one ASCII line, bounded."""
+    text = ascii(value)[1:-1]
+    return text if len(text) <= limit else f"{text[:limit]}...({len(value)} chars)"
+
+
 def _check(value: str, pattern: re.Pattern[str], reason: str, label: str) -> str:
     if not pattern.fullmatch(value):
-        raise LabelError(reason, f"{label}={value!r}")
+        raise LabelError(reason, f"{label}={shown(value)}")
+    return value
+
+
+def _plain(value: str, reason: str, label: str) -> str:
+    """The value, if printable ASCII of bounded length (checked before any strip or split:
+    str.strip and str.split would silently drop unicode separators and control chars)."""
+    if len(value) > MAX_VALUE_LENGTH or not PRINTABLE_RE.fullmatch(value):
+        raise LabelError(reason, f"{label}={shown(value)}")
     return value
 
 
@@ -100,7 +135,7 @@ def _paths(value: str, label: str) -> str:
     flags = tokens[:1] if tokens[:1] == ["-i"] else []
     prefixes = tokens[len(flags):]
     if not prefixes:
-        raise LabelError("bad_path", f"{label}={value!r}")
+        raise LabelError("bad_path", f"{label}={shown(value)}")
     for p in prefixes:
         _check(p, PATH_RE, "bad_path", label)
     return " ".join(flags + prefixes)
@@ -109,7 +144,7 @@ def _paths(value: str, label: str) -> str:
 def _int(value: str, label: str, lo: int, hi: int) -> int:
     v = value.strip()
     if not re.fullmatch(r"-?[0-9]{1,6}", v) or not lo <= int(v) <= hi:
-        raise LabelError("bad_int", f"{label}={value!r}")
+        raise LabelError("bad_int", f"{label}={shown(value)}")
     return int(v)
 
 
@@ -119,10 +154,13 @@ def _list(value: str, sep: str | None = ",") -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=4096)  # a handful of distinct values across thousands of apps
 def parse_groups(value: str, label: str) -> tuple[str, ...]:
+    _plain(value, "bad_group", label)
     return tuple(_check(g, GROUP_RE, "bad_group", label) for g in _list(value))
 
 
 def _vhosts(value: str, label: str) -> tuple[str, ...]:
+    """Host names, lower-cased. Non-ASCII names are refused, not guessed at: write the
+    IDNA A-label ("xn--...") that browsers send in the Host header and in SNI."""
     return tuple(_check(h.lower(), HOST_RE, "bad_vhost", label) for h in _list(value))
 
 
@@ -139,9 +177,11 @@ def _networks(value: str, label: str) -> tuple[str, ...]:
     out = []
     for cidr in _list(value, None):
         try:
+            if "%" in cidr:  # an IPv6 scope id ("fe80::%eth0#x/64") is free text
+                raise ValueError(cidr)
             out.append(str(ipaddress.ip_network(cidr, strict=False)))
         except ValueError:
-            raise LabelError("bad_network", f"{label}={cidr!r}") from None
+            raise LabelError("bad_network", f"{label}={shown(cidr)}") from None
     return tuple(out)
 
 
@@ -149,9 +189,11 @@ def _bind_addr(value: str, label: str) -> str:
     if value == "*":
         return value
     try:
+        if "%" in value:  # ip_address keeps a scope id verbatim, newlines included
+            raise ValueError(value)
         return str(ipaddress.ip_address(value))
     except ValueError:
-        raise LabelError("bad_bind_addr", f"{label}={value!r}") from None
+        raise LabelError("bad_bind_addr", f"{label}={shown(value)}") from None
 
 
 def parse_port_labels(labels: Mapping[str, str], index: int) -> PortLabels:
@@ -168,6 +210,9 @@ def parse_port_labels(labels: Mapping[str, str], index: int) -> PortLabels:
         kw["groups"] = parse_groups(group, "HAPROXY_GROUP")
     if not own:
         return PortLabels(**kw)  # type: ignore[arg-type]
+    for key, value in own.items():
+        if key in REASONS:
+            _plain(value, REASONS[key], p + key)
     if (v := get("ENABLED")) is not None:
         kw["enabled"] = _bool(v)
     if (v := get("VHOST")) is not None:
@@ -176,8 +221,8 @@ def parse_port_labels(labels: Mapping[str, str], index: int) -> PortLabels:
         kw["path"] = _paths(v, p + "PATH")
     for key, field, pattern, reason in (
         ("HTTP_BACKEND_PROXYPASS_PATH", "proxypass_path", PATH_RE, "bad_path"),
-        ("HTTP_BACKEND_REVPROXY_PATH", "revproxy_path", PATH_RE, "bad_path"),
-        ("HTTP_BACKEND_REDIR", "redirect_path", PATH_RE, "bad_path"),
+        ("HTTP_BACKEND_REVPROXY_PATH", "revproxy_path", LOG_FORMAT_PATH_RE, "bad_path"),
+        ("HTTP_BACKEND_REDIR", "redirect_path", LOG_FORMAT_PATH_RE, "bad_path"),
         ("BIND_OPTIONS", "bind_options", BIND_OPTIONS_RE, "bad_bind_options"),
         ("BALANCE", "balance", BALANCE_RE, "bad_balance"),
     ):
@@ -185,7 +230,7 @@ def parse_port_labels(labels: Mapping[str, str], index: int) -> PortLabels:
             kw[field] = _check(v.strip(), pattern, reason, p + key)
     if (v := get("MODE")) is not None:
         if v.strip().lower() not in ("http", "tcp"):
-            raise LabelError("bad_mode", f"{p}MODE={v!r}")
+            raise LabelError("bad_mode", f"{p}MODE={shown(v)}")
         kw["mode"] = v.strip().lower()
     if (v := get("PORT")) is not None:
         kw["port"] = _int(v, p + "PORT", 1, 65535)
@@ -216,6 +261,7 @@ def parse_deployment(app: App) -> Deployment | None:
     group = app.labels.get("HAPROXY_DEPLOYMENT_GROUP")
     if group is None:
         return None
+    _plain(group, "bad_deployment_group", "HAPROXY_DEPLOYMENT_GROUP")
     group = "/" + group.strip().lstrip("/")
     _check(group, APP_ID_RE, "bad_deployment_group", "HAPROXY_DEPLOYMENT_GROUP")
     started = app.labels.get("HAPROXY_DEPLOYMENT_STARTED_AT", "")

@@ -19,6 +19,7 @@ from discoveryd.haproxy.labels import (
     PortLabels,
     parse_deployment,
     parse_port_labels,
+    shown,
 )
 from discoveryd.model.marathon import App, HealthCheck, MarathonSnapshot, Task
 from discoveryd.settings import HAProxySettings
@@ -177,7 +178,9 @@ def merge_deployments(apps: tuple[App, ...],
     groups: dict[str, list[tuple[str, App]]] = {}
     for app in apps:
         if not APP_ID_RE.fullmatch(app.app_id):
-            skipped.append((app.app_id, -1, "bad_app_id"))
+            # Named escaped and bounded: the id goes into a log line and a metric label,
+            # where a newline would forge a log entry and 10 KB would bloat every scrape.
+            skipped.append((shown(app.app_id, 200), -1, "bad_app_id"))
             continue
         try:
             dep = parse_deployment(app)
