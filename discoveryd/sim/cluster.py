@@ -8,6 +8,7 @@ way Marathon names Mesos tasks (app id path reversed: `/shop/api` -> `api.shop`)
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from discoveryd.sim.marathon import SimMarathon
@@ -54,18 +55,39 @@ def mesos_state_from_marathon(sim: SimMarathon, base: dict[str, Any] | None = No
     return state
 
 
+class _ClusterMaster(SimMesosMaster):
+    """The cluster's master: reports the version of every state it serves, so a checker
+    knows which state the daemon can have seen at any moment."""
+
+    def __init__(self, cluster: SimCluster) -> None:
+        super().__init__(state={})
+        self._cluster = cluster
+
+    def document(self) -> dict[str, Any]:
+        if self._cluster.on_served is not None:
+            self._cluster.on_served(self._cluster.version)
+        return super().document()
+
+
 class SimCluster:
-    """A simulated Marathon and a Mesos master kept in step with it."""
+    """A simulated Marathon and a Mesos master kept in step with it.
+
+    `version` counts `sync()` calls; `on_served(version)`, when set, is called each time
+    the master answers a state request (on the loop, before the answer is sent).
+    """
 
     def __init__(self, *, agents: tuple[str, ...] = ("127.0.1.11", "127.0.1.12", "127.0.1.13"),
                  ) -> None:
         self.marathon = SimMarathon(agents=agents, keepalive_seconds=2.0)
-        self.master = SimMesosMaster(state={})
+        self.master: SimMesosMaster = _ClusterMaster(self)
+        self.version = 0
+        self.on_served: Callable[[int], None] | None = None
         self._base = sample_state()
 
     def sync(self) -> None:
         """Copy Marathon's tasks into the master's state (call after every change)."""
         self.master.state = mesos_state_from_marathon(self.marathon, self._base)
+        self.version += 1
 
     async def start(self) -> None:
         await self.marathon.start()
