@@ -259,15 +259,16 @@ class SimMarathon:
             garbage_response(mode, [])  # reject an unknown mode now, not in the handler
         self.apps_garbage = mode
 
-    def flood(self, count: int, seed: int = 0) -> int:
-        """Push at least `count` events from real mutations of the running tasks: health
-        flips, repeated statuses, task failures replaced by new tasks, scale deployments.
-        /v2/apps follows every one, so its final answer is the truth to converge to.
-        Returns the number of events pushed."""
+    def flood(self, count: int, seed: int = 0, app_ids: list[str] | None = None) -> int:
+        """Push at least `count` events from real mutations of the running tasks of
+        `app_ids` (default: every app): health flips, repeated statuses, task failures
+        replaced by new tasks, scale deployments. /v2/apps follows every one, so its final
+        answer is the truth to converge to. Returns the number of events pushed."""
         rng = random.Random(seed)
+        targets = sorted(app_ids if app_ids is not None else self.apps)
         start = self.events_pushed.total()
         while self.events_pushed.total() - start < count:
-            app_id = rng.choice(sorted(self.apps))
+            app_id = rng.choice(targets)
             raw = self.apps[app_id]
             if not raw["tasks"]:
                 self.scale(app_id, 1)
@@ -353,9 +354,11 @@ class SimMarathon:
             asyncio.get_running_loop().time() + self.stream_lifetime)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
-        await resp.prepare(request)
+        # Registered before the headers go out: once a client sees the response, switches
+        # such as stall_streams() and events pushed reach this stream.
         self._streams.add(stream)
         try:
+            await resp.prepare(request)
             peer = request.remote or "127.0.0.1"
             if not stream.stalled and (not stream.types
                                        or "event_stream_attached" in stream.types):

@@ -53,6 +53,10 @@ def _decode_apps(body: bytes) -> MarathonSnapshot:
     return parse_apps(raw)
 
 
+def _tasks(snap: MarathonSnapshot) -> set[tuple[str, str | None]]:
+    return {(t.task_id, t.state) for a in snap.apps.values() for t in a.tasks}
+
+
 class MarathonError(Exception):
     """A request to every Marathon URL failed; the message says how."""
 
@@ -152,8 +156,14 @@ class MarathonSource:
         for app_id, reason in snap.skipped:
             log.warning("marathon_app_skipped app_id=%s reason=%s", app_id, reason)
         self.metrics.marathon_fetches.labels("ok").inc()
+        old = self.store.current.marathon
         self._install(snap)
         self.last_snapshot_at = time.time()
+        if self.on_task_change is not None and old is not None and _tasks(old) != _tasks(snap):
+            # The snapshot found task changes no event told us of (lost while the stream
+            # was down or stalled): Mesos has them too, and DNS follows Mesos only when
+            # told, else not before mesos.refresh_seconds.
+            self.on_task_change()
         return True
 
     def _install(self, snap: MarathonSnapshot) -> None:

@@ -1,0 +1,260 @@
+"""Marathon faults against a whole daemon: a stalled event stream, a stream that closes
+every second, a flood of events, garbage `/v2/apps` answers.
+
+Each test asserts no wrong answer (the live haproxy.cfg and DNS never lose an app the
+fault did not touch, and end equal to what `discoveryd render` and Mesos make of the
+final cluster) and a bounded number of HAProxy reloads. Real haproxy validates every
+file; DNS is asked with dnspython.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from discoveryd.sim.marathon_garbage import GARBAGE_MODES
+from tests.daemon_harness import eventually
+from tests.marathon_fault_rig import HAPROXY, Rig, backends, fault_rig, srv_name
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(HAPROXY is None, reason="haproxy not installed")]
+
+STALL_TIMEOUT = 1.5  # seconds of silence after which the daemon must call a stream dead
+FLOOD_EVENTS = 10_000
+
+
+@dataclass
+class Watch:
+    """What a background watcher saw of the apps no fault touched."""
+
+    samples: int = 0
+    wrong: list[str] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def watching(rig: Rig, spare: frozenset[str]) -> AsyncIterator[Watch]:
+    """Sample the live haproxy.cfg and DNS every 0.1 s while a fault runs: the `spare`
+    apps' servers and SRV ports must never change or disappear."""
+    config = backends(rig.live())
+    want = {name: servers for name, servers in config.items()
+            if any(name.startswith(a.strip("/").replace("/", "_") + "_") for a in spare)}
+    ports = {a: await rig.srv_ports(a) for a in spare}
+    assert len(want) == len(spare) and all(want.values()) and all(ports.values())
+    watch = Watch()
+
+    async def sample() -> None:
+        while True:
+            live = backends(rig.live())
+            for name, servers in want.items():
+                if live.get(name) != servers:
+                    watch.wrong.append(f"backend {name}: {sorted(live.get(name, ()))}")
+            for app_id, expected in ports.items():
+                got = await rig.srv_ports(app_id)
+                if got != expected:
+                    watch.wrong.append(f"SRV of {app_id}: {got}")
+            watch.samples += 1
+            await asyncio.sleep(0.1)
+
+    task = asyncio.create_task(sample())
+    try:
+        yield watch
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert watch.samples >= 3, "the watcher did not get to run"
+    assert not watch.wrong, watch.wrong[:5]
+
+
+async def use_stall_timeout(rig: Rig, seconds: float) -> None:
+    """No setting exposes the source's stall timeout (60 s): set it, then reconnect so
+    the stream is read under it from its first byte."""
+    source = rig.daemon.marathon
+    source.stall_timeout = seconds
+    connects, fetches = rig.sim.event_connects, _fetches(rig)
+    rig.sim.drop_streams()
+    # Reconnected, and its re-sync fetch done: a later change can only come by the stream.
+    await eventually(lambda: rig.sim.event_connects > connects and source.connected
+                     and _fetches(rig) > fetches, what="reconnected and re-synced")
+
+
+def _fetches(rig: Rig) -> float:
+    return rig.metric("discoveryd_marathon_snapshot_fetches_total", {"result": "ok"})
+
+
+@pytest.mark.parametrize("version", ["1.4", "1.5"])
+async def test_stalled_stream_is_replaced_and_missed_changes_recovered(tmp_path, caplog,
+                                                                       version):
+    caplog.set_level(logging.WARNING, logger="discoveryd.marathon")
+    async with fault_rig(tmp_path, version=version) as rig:
+        await use_stall_timeout(rig, STALL_TIMEOUT)
+        spare = frozenset({"/faults/app0"})
+        rng = random.Random(8)
+        async with watching(rig, spare):
+            # The open stream goes silent (no keep-alives either) while apps change: the
+            # changes' events are lost; only stall detection and a re-snapshot bring them.
+            connects = rig.sim.event_connects
+            rig.sim.stall_streams()
+            changes = [rig.mutate(rng, spare) for _ in range(6)]
+            await rig.wait_converged(timeout=30, what=f"convergence after {changes}")
+            assert rig.sim.event_connects > connects
+            # Every new stream stalls too: each reconnect's re-snapshot alone carries it.
+            rig.sim.stall_new_streams = True
+            rig.sim.stall_streams()
+            changes = [rig.mutate(rng, spare) for _ in range(4)]
+            await rig.wait_converged(timeout=30, what=f"convergence after {changes}")
+        assert "stream silent" in caplog.text
+        await rig.haproxy_accepts_live()
+
+
+@pytest.mark.long
+async def test_stream_closing_every_second_loses_nothing(tmp_path):
+    interval = 0.5
+    async with fault_rig(tmp_path, min_reload_interval=interval) as rig:
+        spare = frozenset({"/faults/app0"})
+        rng = random.Random(2)
+        reloads, connects = rig.reloads(), rig.sim.event_connects
+        started = time.monotonic()
+        mutations = 0
+        async with watching(rig, spare):
+            rig.sim.stream_lifetime = 1.0
+            rig.sim.drop_streams()
+            while time.monotonic() - started < 10.0:  # the fault's duration
+                rig.mutate(rng, spare)
+                mutations += 1
+                await asyncio.sleep(0.25)
+            rig.sim.stream_lifetime = None
+            fault_over = time.monotonic()
+            await rig.wait_converged(timeout=60, what="convergence after the fault")
+        settled = time.monotonic()
+        reloads = rig.reloads() - reloads
+        print(f"\nclose-every-second: {rig.sim.event_connects - connects} streams, "
+              f"{mutations} changes, {reloads} reloads, converged "
+              f"{settled - fault_over:.2f} s after the fault")
+        assert rig.sim.event_connects - connects >= 5, "the stream was not closed repeatedly"
+        # At most one reload per distinct state, and at most one per min_reload_interval.
+        assert reloads <= mutations + 1
+        assert reloads <= (settled - started) / interval + 2
+        await rig.haproxy_accepts_live()
+
+
+@pytest.mark.long
+async def test_event_flood_converges_with_few_reloads(tmp_path):
+    interval = 1.0
+    async with fault_rig(tmp_path, apps=20, min_reload_interval=interval) as rig:
+        spare = frozenset({"/faults/app0"})
+        flooded = sorted(set(rig.sim.apps) - spare)
+        for app_id in flooded:
+            rig.sim.scale(app_id, 4)
+        rig.cluster.sync()
+        await rig.wait_converged(what="80 tasks")
+        source = rig.daemon.marathon
+        types = ("status_update_event", "health_status_changed_event", "deployment_info",
+                 "deployment_success")
+        received = sum(rig.metric("discoveryd_marathon_events_total", {"type": t})
+                       for t in types)
+        reloads, tasks_before, rss = rig.reloads(), len(asyncio.all_tasks()), _rss_mib()
+        dns = DnsProbe(rig, "/faults/app0")
+        async with watching(rig, spare), dns.running():
+            started = time.monotonic()
+            pushed = 0
+            for batch in range(10):  # 10,000 events spread over about a second
+                pushed += rig.sim.flood(FLOOD_EVENTS // 10, seed=batch, app_ids=flooded)
+                rig.cluster.sync()
+                await asyncio.sleep(0.1)
+            pushed_in = time.monotonic() - started
+            await eventually(
+                lambda: sum(rig.metric("discoveryd_marathon_events_total", {"type": t})
+                            for t in types) - received >= pushed,
+                timeout=60, what="every flooded event received")
+            delivered = time.monotonic() - started
+            await rig.wait_converged(timeout=60, what="convergence after the flood")
+            settled = time.monotonic() - started
+        reloads = rig.reloads() - reloads
+        grown = _rss_mib() - rss
+        print(f"\nflood: {pushed} events pushed in {pushed_in:.2f} s, received by "
+              f"{delivered:.2f} s, converged at {settled:.2f} s; {reloads} reloads; "
+              f"RSS +{grown:.0f} MiB; {dns.answered} DNS answers, {dns.failed} failures")
+        assert pushed >= FLOOD_EVENTS
+        assert reloads <= settled / interval + 2, "reloads were not coalesced"
+        assert dns.failed == 0 and dns.answered >= 10
+        # Nothing queued or leaked per event: no replay buffer, no tasks left behind.
+        assert source._replay is None
+        assert len(asyncio.all_tasks()) <= tasks_before + 5
+        assert grown < 200, f"RSS grew {grown:.0f} MiB over the flood"
+        _, state = await rig.running.get("/v1/state")
+        assert state["counts"]["marathon_tasks"] == sum(
+            len(a["tasks"]) for a in rig.sim.apps.values())
+        await rig.haproxy_accepts_live()
+
+
+@pytest.mark.long
+async def test_garbage_apps_answers_keep_the_live_config(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="discoveryd.marathon")
+    async with fault_rig(tmp_path, version="1.4") as rig:
+        for mode in GARBAGE_MODES:
+            before, reloads = rig.config_path.read_bytes(), rig.reloads()
+            errors = rig.metric("discoveryd_marathon_snapshot_fetches_total",
+                                {"result": "error"})
+            rig.sim.serve_garbage(mode)
+            # A new app: its events ask for a snapshot, which only /v2/apps can give.
+            new_app = rig.add_app()
+            rig.cluster.sync()
+            rig.sim.drop_streams()  # and a reconnect's re-sync fetch, garbage too
+            await eventually(
+                lambda: rig.metric("discoveryd_marathon_snapshot_fetches_total",
+                                   {"result": "error"}) >= errors + 2,
+                timeout=30, what=f"failed fetches of {mode}")
+            assert rig.config_path.read_bytes() == before, mode
+            assert rig.reloads() == reloads, mode
+            _, state = await rig.running.get("/v1/state")
+            assert state["marathon"]["last_error"], mode
+            assert state["counts"]["apps"] == len(rig.sim.apps) - 1, mode
+            await rig.haproxy_accepts_live()
+
+            rig.sim.serve_garbage(None)
+            await rig.wait_converged(timeout=30, what=f"recovery from {mode}")
+            assert new_app.strip("/").replace("/", "_") in rig.live()
+        assert caplog.text.count("marathon_fetch_failed") >= 2 * len(GARBAGE_MODES)
+
+
+class DnsProbe:
+    """Asks for an app's SRV name over UDP every 20 ms; counts what came back."""
+
+    def __init__(self, rig: Rig, app_id: str) -> None:
+        self.rig, self.name = rig, srv_name(app_id)
+        self.answered = self.failed = 0
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async def probe() -> None:
+            while True:
+                try:
+                    r = await self.rig.running.query(self.name, "SRV")
+                    ok = bool(r.answer)
+                except Exception:  # noqa: BLE001 - a timeout is what we count
+                    ok = False
+                self.answered += ok
+                self.failed += not ok
+                await asyncio.sleep(0.02)
+
+        task = asyncio.create_task(probe())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return kib / 1024
