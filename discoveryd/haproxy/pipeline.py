@@ -32,6 +32,10 @@ RETRY_SECONDS = 5.0  # a failed reload or validation is retried this often witho
 MAX_BISECTION_ROUNDS = 5
 
 
+class _ValidatorHung(Exception):
+    """validate_command ran past validate_timeout and was killed."""
+
+
 class HAProxyPipeline:
     def __init__(self, settings: HAProxySettings, store: Store, metrics: Metrics) -> None:
         self.settings = settings
@@ -153,14 +157,30 @@ class HAProxyPipeline:
 
     async def _validated(self, view: HAProxyView, text: str) -> str | None:
         """The text to install: `text` if valid, else the view minus the apps breaking it."""
-        if await self._valid(text, self._candidate):
+        try:
+            return await self._validated_or_reduced(view, text)
+        except _ValidatorHung as e:
+            # A hung validator says nothing about the file: no bisection (each step would
+            # cost another timeout), keep the live file and retry on the timer.
+            self._fail(f"{e}; the live file stays")
+            log.error("haproxy_validation_timeout %s", e)
+            return None
+
+    async def _validated_or_reduced(self, view: HAProxyView, text: str) -> str | None:
+        if await self._valid(text, self._candidate, count=True):
             self._set_view(view, [])
             return text
-        self._metrics.haproxy_validation_failures.inc()
         error = self._last_error
         if not await self._valid_subset(view, []):
             self._fail(f"invalid even without any app (templates or settings?): {error}")
             return None
+        # The file without apps passes. Before blaming apps, ask once more: a validator
+        # that failed for reasons of its own (and works again) would otherwise make the
+        # bisection below find "culprits" among apps that are fine and leave them out.
+        if await self._valid(text, self._candidate):
+            log.warning("haproxy_validation_flapped the same file passed on a second try")
+            self._set_view(view, [])
+            return text
         excluded: list[str] = []
         for _ in range(MAX_BISECTION_ROUNDS):
             apps = [a for a in view.app_ids if a not in excluded]
@@ -181,12 +201,18 @@ class HAProxyPipeline:
         text = self._renderer.render(view.without(drop))
         return await self._valid(text, files.candidate_path(self.settings.config_path, "bisect"))
 
-    async def _valid(self, text: str, path: str) -> bool:
+    async def _valid(self, text: str, path: str, count: bool = False) -> bool:
+        """Validate `text` written at `path`; `count` the failure of a full render in
+        discoveryd_haproxy_validation_failures_total. Raises _ValidatorHung on timeout."""
         await asyncio.to_thread(files.write_file, path, text)
         result = await validate(self.settings.validate_command, path,
                                 self.settings.validate_timeout)
         if not result.ok:
             self._last_error = result.output[-2000:]
+            if count or result.timed_out:
+                self._metrics.haproxy_validation_failures.inc()
+        if result.timed_out:
+            raise _ValidatorHung(result.output)
         return result.ok
 
     def _set_view(self, view: HAProxyView, excluded: list[str]) -> None:

@@ -16,7 +16,7 @@ async def run_reload(command: str, timeout: float = RELOAD_TIMEOUT) -> tuple[boo
     """Run reload_command through the shell (operators write pipes and $(...) in it)."""
     proc = await asyncio.create_subprocess_shell(
         command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
+        stderr=asyncio.subprocess.STDOUT, start_new_session=True)  # killable as a group
     code, out = await collect(proc, timeout)
     text = out.strip()
     if code is None:
