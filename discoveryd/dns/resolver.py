@@ -29,6 +29,11 @@ Result = tuple[object, str, str]  # (bytes to send | FORWARD | None = drop, qtyp
 # Zone.hot: query bytes after the ID -> (next response after the ID, [queries counted]).
 Hot = tuple[Callable[[], bytes], list[int]]
 HOT_LIMIT = 65536  # entries; the table starts over when full (e.g. a flood of random names)
+# ... or when its packets add up to HOT_BYTES: an entry for a big answer holds every rotation
+# (up to 8 x 4 KB), so a flood of 0x20 spellings of one big name would otherwise take GBs.
+HOT_BYTES = 16 << 20
+HOT_ENTRY_OVERHEAD = 300  # bytes of Python objects per entry besides the packets...
+HOT_FORM_OVERHEAD = 64  # ... and per response form it cycles through
 _KEYS = {t: _QTAIL.pack(t, 1) for t in (1, 2, 6, 28, 33, 255)}  # answer cache key: name + these
 _NONE: frozenset[bytes] = frozenset()
 
@@ -42,6 +47,7 @@ class Zone:
         self.domain_wire = w.name_to_wire(settings.domain + ".")
         self.cache: dict[bytes, w.Answer] = {}
         self.hot: dict[bytes, Hot] = {}  # always starts empty: it may hold changed answers
+        self.hot_bytes = 0  # what `hot` holds, roughly (see HOT_BYTES)
         self.names: dict[bytes, int] = {self.domain_wire: 1}  # `in`: the name exists
         self._index: _Index | None = None  # set by build_zone, for the next build
         s = settings.soa
@@ -58,13 +64,15 @@ class Zone:
     def answer(self, data: bytes, tcp: bool = False) -> Result:
         """The response to one query packet (see `Result`)."""
         e = data.find(0, 12)
-        if e > 0 and data[4:10] == _ONE_QUESTION and not data[2] & 0xF8:
+        # e <= 266: a name of at most 255 bytes; longer ones get FORMERR from _slow.
+        if 0 < e <= 266 and data[4:10] == _ONE_QUESTION and not data[2] & 0xF8:
             rest = len(data) - e - 5
             if rest == 0 and data[10:12] == b"\x00\x00":
                 edns, size = False, 512
             elif (rest == 11 and data[10:12] == b"\x00\x01" and data[e + 5:e + 8] == b"\x00\x00\x29"
                   and data[e + 10:e + 12] == b"\x00\x00" and data[e + 14:e + 16] == b"\x00\x00"):
-                edns, size = True, data[e + 8] << 8 | data[e + 9]
+                # A client may offer up to 65535 bytes; over UDP we never send more than MAX_UDP.
+                edns, size = True, min(data[e + 8] << 8 | data[e + 9], w.MAX_UDP)
             else:
                 return self._slow(data, tcp)
             q = data[12:e + 5]
@@ -92,18 +100,22 @@ class Zone:
         rest = len(data) - e - 5
         if e < 0 or data[2] & 0xF8 or (rest != 0 and rest != 11):
             return
-        if len(self.hot) >= HOT_LIMIT:
+        if len(self.hot) >= HOT_LIMIT or self.hot_bytes >= HOT_BYTES:
             self.hot.clear()
+            self.hot_bytes = 0
         q = data[12:e + 5]
         hit = self.cache.get(q.lower())
         if hit is None:  # a negative or error answer: the same bytes every time
             self.hot[data[2:]] = repeat(out[2:]).__next__, counter
+            self.hot_bytes += len(data) + len(out) + HOT_ENTRY_OVERHEAD + HOT_FORM_OVERHEAD
             return
-        size = data[e + 8] << 8 | data[e + 9] if rest else 512
+        size = min(data[e + 8] << 8 | data[e + 9], w.MAX_UDP) if rest else 512
         idx = (data[2] & 1) | ((data[3] >> 3) & 2)
         forms = [head + q + tail for head, tail in hit.variants(size, bool(rest), idx)]
         if out[2:] in forms:  # else the packet was not what it seemed (answered the slow way)
             self.hot[data[2:]] = cycle(forms).__next__, counter
+            self.hot_bytes += (len(data) + sum(map(len, forms)) + HOT_ENTRY_OVERHEAD
+                               + HOT_FORM_OVERHEAD * len(forms))
 
     def _respond(self, qid: bytes, idx: int, q: bytes, edns: bool, size: int, tcp: bool) -> Result:
         """Answer a well-formed single question `q` (name + type + class, as asked)."""
@@ -145,8 +157,9 @@ class Zone:
         if len(data) < 12 or data[2] & 0x80:
             return None, "", "dropped"  # no header, or a response: never answer those
         qid, idx = data[:2], data[2] & 1 | (data[3] >> 3) & 2
-        if (data[2] >> 3) & 0xF:
-            return self._error(qid, idx, b"", w.NOTIMP, False), "other", "NOTIMP"
+        if (data[2] >> 3) & 0xF:  # NOTIFY, UPDATE, ...: the reply must carry the opcode
+            out = self._error(qid, idx, b"", w.NOTIMP, False)  # or the sender ignores it
+            return out[:2] + bytes((out[2] | data[2] & 0x78,)) + out[3:], "other", "NOTIMP"
         try:
             rec = DNSRecord.parse(data)
             if len(rec.questions) != 1:
@@ -165,7 +178,7 @@ class Zone:
         if edns and (opts[0].ttl >> 16) & 0xFF:  # EDNS version we do not speak
             badvers = qid + w.heads(0, (1, 0, 0, 1), aa=False, ra=self.external)[idx] + q
             return badvers + w.OPT_RR[:5] + b"\x01" + w.OPT_RR[6:], "other", "BADVERS"
-        size = opts[0].rclass if edns else 512
+        size = min(opts[0].rclass, w.MAX_UDP) if edns else 512
         return self._respond(qid, idx, q, edns, size, tcp)
 
 

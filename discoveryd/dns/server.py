@@ -27,7 +27,9 @@ from discoveryd.settings import DnsSettings, split_host_port
 
 log = logging.getLogger("discoveryd.dns")
 
-TCP_IDLE_TIMEOUT = 10.0  # seconds without a query before a TCP connection is closed
+TCP_IDLE_TIMEOUT = 10.0  # seconds without a whole query before a TCP connection is closed
+MAX_TCP_CONNECTIONS = 256  # beyond this, the least recently active connection is closed
+TCP_HIGH_WATER = 64 << 10  # bytes of unread answers per connection before its queries wait
 MAX_FORWARDS = 1024  # concurrent forwarded queries; beyond this, SERVFAIL at once
 UDP_RCVBUF = 4 << 20  # absorb bursts while the loop is busy
 UDP_BATCH = 256  # queries answered per wakeup at most, so TCP and timers get their turn
@@ -44,6 +46,7 @@ class DnsServer:
         self.count_queries = count_queries  # False only to measure the counting's cost
         self.reuse_port = reuse_port  # lets several processes share the listen sockets
         self.tcp_idle_timeout = TCP_IDLE_TIMEOUT
+        self.max_tcp_connections = MAX_TCP_CONNECTIONS
         self.zone = Zone(settings, 0, ready=False)  # SERVFAIL for the domain until update()
         self.forwarder = Forwarder(settings.timeout, metrics)
         self._serial = 0
@@ -51,7 +54,7 @@ class DnsServer:
         self._addresses: list[tuple[str, int]] = []
         self._udp: list[socket.socket] = []
         self._servers: list[asyncio.base_events.Server] = []
-        self._connections: set[_TcpProtocol] = set()
+        self._connections: dict[_TcpProtocol, None] = {}  # least recently active first
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -102,7 +105,7 @@ class DnsServer:
         for server in self._servers:
             server.close()
         for conn in list(self._connections):
-            conn.transport.close()
+            conn._drop()  # a client that does not read must not hold up stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -237,43 +240,107 @@ class _UdpReader:
 
 
 class _TcpProtocol(asyncio.Protocol):
-    """RFC 7766: length-prefixed queries, several per connection, answers as they come."""
+    """RFC 7766: length-prefixed queries, several per connection, answers as they come.
+
+    Hostile clients cost bounded memory and time: a connection is closed when no whole
+    query arrived for `tcp_idle_timeout` (a byte now and then does not count, so a
+    slow-loris client is dropped too); past `max_tcp_connections` the least recently
+    active one is closed; a client that does not read its answers is not read from
+    either (answers queue up to TCP_HIGH_WATER, then queries wait in the read buffer).
+    """
 
     def __init__(self, server: DnsServer) -> None:
         self.server = server
         self.buffer = bytearray()
+        self.loop = asyncio.get_running_loop()
+        self.active = self.loop.time()  # when the last whole query arrived
         self.idle: asyncio.TimerHandle | None = None
+        self.paused = False  # the client's unread answers fill the write buffer
+        self.eof = False  # the client half-closed: close once every answer is written
+        self.forwards = 0  # answers still expected from upstreams
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        self.server._connections.add(self)
-        self._touch()
+        self.transport.set_write_buffer_limits(high=TCP_HIGH_WATER)
+        connections = self.server._connections
+        while connections and len(connections) >= self.server.max_tcp_connections:
+            oldest = next(iter(connections))  # ordered by activity, least recent first
+            del connections[oldest]
+            oldest._drop()
+        connections[self] = None
+        self.idle = self.loop.call_later(self.server.tcp_idle_timeout, self._check_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server._connections.discard(self)
+        self.server._connections.pop(self, None)
         if self.idle is not None:
             self.idle.cancel()
+
+    def _drop(self) -> None:
+        if self.transport.get_write_buffer_size():
+            self.transport.abort()  # close() would wait for a client that may never read
+        else:
+            self.transport.close()
+
+    def _check_idle(self) -> None:
+        left = self.active + self.server.tcp_idle_timeout - self.loop.time()
+        if left > 0 or self.forwards:
+            self.idle = self.loop.call_later(max(left, 0.5), self._check_idle)
+        else:
+            self._drop()
 
     def _touch(self) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
-        self.idle = asyncio.get_running_loop().call_later(self.server.tcp_idle_timeout,
-                                                          self.transport.close)
+        self.active = self.loop.time()
+        connections = self.server._connections
+        if connections.pop(self, False) is None:  # still registered: now the most recent
+            connections[self] = None
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+            self._process()
 
     def data_received(self, data: bytes) -> None:
-        self._touch()
         self.buffer += data
-        while len(self.buffer) >= 2:
-            n = self.buffer[0] << 8 | self.buffer[1]
-            if len(self.buffer) < n + 2:
+        self._process()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._close_if_done()
+        return True  # keep the transport: queued and forwarded answers still go out
+
+    def _process(self) -> None:
+        """Answer the whole queries in the buffer, until the client's answers pile up."""
+        buffer = self.buffer
+        handled = False
+        while not self.paused and len(buffer) >= 2:
+            n = buffer[0] << 8 | buffer[1]
+            if len(buffer) < n + 2:
                 break
-            query = bytes(self.buffer[2:n + 2])
-            del self.buffer[:n + 2]
+            query = bytes(buffer[2:n + 2])
+            del buffer[:n + 2]
+            handled = True
             self._handle(query)
+        if handled:
+            self._touch()
+        self._close_if_done()
+
+    def _close_if_done(self) -> None:
+        if self.eof and not self.paused and not self.forwards and not self.transport.is_closing():
+            self.transport.close()  # an incomplete query left in the buffer can never finish
 
     def _send(self, answer: bytes) -> None:
         if not self.transport.is_closing():
             self.transport.write(struct.pack(">H", len(answer)) + answer)
+
+    def _send_forwarded(self, answer: bytes) -> None:
+        self.forwards -= 1
+        self._send(answer)
+        self._close_if_done()
 
     def _handle(self, query: bytes) -> None:
         started = perf_counter()
@@ -283,7 +350,8 @@ class _TcpProtocol(asyncio.Protocol):
             if out.__class__ is bytes:
                 self._send(out)  # type: ignore[arg-type]
             elif out is FORWARD:
-                server.forward(query, qtype, rcode, started, self._send)
+                self.forwards += 1
+                server.forward(query, qtype, rcode, started, self._send_forwarded)
                 return
             server.answered(qtype, rcode, started, "tcp")
         except Exception:
