@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from benchmarks.soak_cluster import Answer, Probe
 
 Expected = Callable[[int], dict[Probe, Answer]]
 MAX_EXAMPLES = 10
+RCVBUF = 4 << 20
 
 
 class ServedLog:
@@ -41,13 +43,14 @@ class ServedLog:
         self.versions: list[int] = []
         self.first_served: list[tuple[float, int]] = []  # every version, unfolded
 
-    def note(self, version: int) -> None:
+    def note(self, version: int, at: float | None = None) -> None:
+        at = time.monotonic() if at is None else at
         if not self.first_served or self.first_served[-1][1] != version:
-            self.first_served.append((time.monotonic(), version))
+            self.first_served.append((at, version))
         if self.versions and (self.versions[-1] == version
                               or self._expected(self.versions[-1]) == self._expected(version)):
             return
-        self.times.append(time.monotonic())
+        self.times.append(at)
         self.versions.append(version)
 
     def index_at(self, t: float) -> int:
@@ -96,6 +99,7 @@ class Checker(asyncio.DatagramProtocol):
         self.mismatches: Counter[str] = Counter()
         self.examples: list[dict[str, Any]] = []
         self.latencies: list[float] = []
+        self.lost_at: list[float] = []  # send times of the first lost queries
         self._inflight: dict[int, tuple[Probe, float]] = {}
         self._next_id = 0
         self._transport: asyncio.DatagramTransport | None = None
@@ -106,13 +110,18 @@ class Checker(asyncio.DatagramProtocol):
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(
-            lambda: self, remote_addr=("127.0.0.1", self.port))
+        sock = socket.socket(type=socket.SOCK_DGRAM)
+        # Answers wait here while this process is descheduled on a busy machine.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.connect(("127.0.0.1", self.port))
+        self._transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
         debt, last = 0.0, time.monotonic()
         try:
             while not stop.is_set():
                 now = time.monotonic()
-                debt, last = debt + self.rate * (now - last), now
+                # No catching up after a stall: a burst of queries would come back as a
+                # burst of answers that overflows the receive buffer.
+                debt, last = min(debt + self.rate * (now - last), 1 + self.rate * 0.02), now
                 while debt >= 1:
                     debt -= 1
                     self._send()
@@ -140,8 +149,10 @@ class Checker(asyncio.DatagramProtocol):
     def _expire(self, force: bool = False) -> None:
         limit = time.monotonic() - (0 if force else self.timeout)
         for qid in [q for q, (_, sent) in self._inflight.items() if sent < limit]:
-            del self._inflight[qid]
+            _, sent = self._inflight.pop(qid)
             self.lost += 1
+            if len(self.lost_at) < MAX_EXAMPLES * 10:
+                self.lost_at.append(sent)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         recv = time.monotonic()

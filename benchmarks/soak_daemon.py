@@ -45,6 +45,13 @@ logging: {{level: info, format: json}}
     return path, dns_port, http_port
 
 
+def udp_receive_drops() -> int:
+    """Datagrams the kernel dropped for full receive buffers, machine-wide (/proc/net/snmp)."""
+    rows = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
+            if line.startswith("Udp:")]
+    return int(dict(zip(rows[0], rows[1], strict=True)).get("RcvbufErrors", 0))
+
+
 @dataclass
 class Sample:
     at: float  # seconds since the daemon was ready
