@@ -1,22 +1,32 @@
 """A whole daemon (DNS + HAProxy halves) against a simulated Mesos master and Marathon,
 for the Marathon fault tests: the faults are switched on the simulator, and the truth
-the daemon must converge to is read back from the simulator's own `/v2/apps`."""
+the daemon must converge to is read back from the simulator's own `/v2/apps`.
+
+The daemon runs in-process (its internals can be tuned and inspected) or as a real
+`discoveryd run` process (its own CPU and memory, measured apart from the simulator's).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import re
 import shutil
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import dns.rcode
 import dns.rdatatype
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from discoveryd.haproxy.oneshot import render_command
+from discoveryd.settings import Settings
 from discoveryd.sim.cluster import SimCluster, mesos_task_name
 from discoveryd.sim.marathon import SimMarathon, app
 from tests.daemon_harness import Running, eventually, settings_for, start_daemon
@@ -53,10 +63,67 @@ def srv_name(app_id: str) -> str:
     return f"_{mesos_task_name(app_id).replace('.', '-')}._tcp.marathon.mesos"
 
 
+class ProcessRunning(Running):
+    """`discoveryd run` as a real process, asked through Running's DNS and HTTP helpers."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, dns_port: int, http_port: int) -> None:
+        self.daemon = None  # type: ignore[assignment]
+        self.proc, self._dns_port, self._http_port = proc, dns_port, http_port
+
+    @property
+    def dns_port(self) -> int:
+        return self._dns_port
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self._http_port}"
+
+    def rss_mib(self) -> float:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        return kib / 1024
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def start_process(settings: Settings, workdir: Path) -> ProcessRunning:
+    dns_port, http_port = free_port(), free_port()
+    doc = settings.model_dump(mode="json")
+    doc["dns"]["listen"], doc["http"]["listen"] = [f"127.0.0.1:{dns_port}"], \
+        f"127.0.0.1:{http_port}"
+    config = workdir / "discoveryd.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    with open(workdir / "daemon.log", "ab") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "discoveryd", "run", "--config", str(config),
+            stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    running = ProcessRunning(proc, dns_port, http_port)
+
+    async def answers() -> bool:
+        assert proc.returncode is None, (workdir / "daemon.log").read_text()[-3000:]
+        try:
+            return (await running.get("/health"))[0] == 200
+        except OSError:
+            return False
+
+    await eventually(answers, timeout=30, interval=0.1, what="discoveryd run answering")
+    return running
+
+
 class Rig:
-    def __init__(self, tmp_path: Path, cluster: SimCluster, running: Running) -> None:
+    def __init__(self, tmp_path: Path, cluster: SimCluster, running: Running,
+                 settings: Settings) -> None:
         self.tmp_path, self.cluster, self.running = tmp_path, cluster, running
-        self.daemon = running.daemon
+        self.settings = settings
+        self.daemon = running.daemon  # None when the daemon is a process
         self.config_path = tmp_path / "haproxy.cfg"
         self.reload_log = tmp_path / "reloads"
         self.removed: set[str] = set()
@@ -73,15 +140,22 @@ class Rig:
     def live(self) -> str:
         return self.config_path.read_text()
 
-    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
-        value = self.daemon.metrics.registry.get_sample_value(name, labels or {})
-        return value or 0.0
+    async def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """One sample of the daemon's /metrics, as Prometheus would scrape it."""
+        _, text = await self.running.get("/metrics")
+        want = labels or {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v
+                                               for k, v in want.items()):
+                    return float(sample.value)
+        return 0.0
 
     async def expected(self) -> str:
         """What `discoveryd render` makes of the simulator's /v2/apps right now."""
         out = self.tmp_path / "expected.cfg"
         code = await render_command([self.sim.url], None, None, str(out), None,
-                                    self.daemon.settings.haproxy)
+                                    self.settings.haproxy)
         assert code == 0, "discoveryd render failed against the simulator"
         return out.read_text()
 
@@ -177,7 +251,8 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def fault_rig(tmp_path: Path, *, version: str = "1.5", apps: int = 6,
-                    min_reload_interval: float = 0.5) -> AsyncIterator[Rig]:
+                    min_reload_interval: float = 0.5, process: bool = False,
+                    ) -> AsyncIterator[Rig]:
     """A converged rig: Marathon (1.4 or 1.5 shapes) with `apps` apps, Mesos following it,
     a daemon whose only way to learn of changes is the Marathon source under test
     (both refresh intervals are an hour)."""
@@ -188,7 +263,7 @@ async def fault_rig(tmp_path: Path, *, version: str = "1.5", apps: int = 6,
     for n in range(apps):
         cluster.marathon.add_app(fault_app(n))
     cluster.sync()
-    running = await start_daemon(settings_for(
+    settings = settings_for(
         mesos={"masters": [cluster.master.address], "refresh_seconds": 3600},
         marathon={"urls": [cluster.marathon.url], "refresh_seconds": 3600},
         haproxy={"config_path": str(tmp_path / "haproxy.cfg"), "bind_address": "127.0.0.1",
@@ -197,11 +272,17 @@ async def fault_rig(tmp_path: Path, *, version: str = "1.5", apps: int = 6,
                  "min_reload_interval": min_reload_interval, "http_port": free_port(),
                  "https_port": free_port(), "appid_port": free_port(),
                  "stats_port": free_port(), "stats_socket": str(tmp_path / "admin.sock")},
-    ))
-    rig = Rig(tmp_path, cluster, running)
+    )
+    running: Running | None = None
     try:
+        running = await (start_process(settings, tmp_path) if process
+                         else start_daemon(settings))
+        rig = Rig(tmp_path, cluster, running, settings)
         await rig.wait_converged(what="the initial state")
         yield rig
     finally:
-        await running.daemon.stop()
+        if isinstance(running, ProcessRunning):
+            await running.stop()
+        elif running is not None:
+            await running.daemon.stop()
         await cluster.stop()

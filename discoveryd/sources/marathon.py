@@ -41,6 +41,9 @@ Reducer = Callable[[MarathonSnapshot], MarathonSnapshot]
 SUBSCRIBED = ("status_update_event", "health_status_changed_event", "api_post_event",
               "app_terminated_event", "deployment_info", "deployment_success",
               "deployment_failed", "deployment_step_success", "event_stream_attached")
+# A stream that stayed connected this long (or as long as the pause before it) served:
+# the next reconnect starts back-off afresh instead of waiting longer and longer.
+HEALTHY_STREAM_SECONDS = 1.0
 REFETCH = frozenset({"api_post_event", "app_terminated_event", "deployment_info",
                      "deployment_success", "deployment_failed", "deployment_step_success"})
 
@@ -85,6 +88,7 @@ class MarathonSource:
         self._replay: list[Reducer] | None = None  # events applied while a fetch is in flight
         self._session: aiohttp.ClientSession | None = None
         self.connected = False
+        self._connected_at: float | None = None  # monotonic time the open stream connected
         self.last_snapshot_at: float | None = None
         self.last_error: str | None = None
 
@@ -122,16 +126,25 @@ class MarathonSource:
     # --- snapshot ---------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
-        await self.fetch_once()
+        ok = await self.fetch_once()
+        failures = 0
         while True:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
-            try:
-                async with asyncio.timeout(self.settings.refresh_seconds):
-                    await self._fetch_wanted.wait()
-                # A burst arrives over many reads: let it finish, then fetch once.
-                await asyncio.sleep(self.coalesce_seconds)
-            except TimeoutError:
-                pass
+            if ok:
+                failures = 0
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+                try:
+                    async with asyncio.timeout(self.settings.refresh_seconds):
+                        await self._fetch_wanted.wait()
+                    # A burst arrives over many reads: let it finish, then fetch once.
+                    await asyncio.sleep(self.coalesce_seconds)
+                except TimeoutError:
+                    pass
+            else:
+                # Retry on our own, not at the next event or refresh_seconds: the changes
+                # that asked for this fetch are not announced again. Events meanwhile do
+                # not make a failing Marathon answer more often than the back-off.
+                failures += 1
+                await asyncio.sleep(self._backoff(failures))
             self._fetch_wanted.clear()
             ok = await self.fetch_once()
             if not self.settings.events:
@@ -159,6 +172,8 @@ class MarathonSource:
         old = self.store.current.marathon
         self._install(snap)
         self.last_snapshot_at = time.time()
+        if self.connected or not self.settings.events:
+            self.last_error = None  # recovered: /v1/state shows no stale error
         if self.on_task_change is not None and old is not None and _tasks(old) != _tasks(snap):
             # The snapshot found task changes no event told us of (lost while the stream
             # was down or stalled): Mesos has them too, and DNS follows Mesos only when
@@ -221,9 +236,9 @@ class MarathonSource:
     # --- events -----------------------------------------------------------------------
 
     async def _event_loop(self) -> None:
-        failures = 0
+        failures, pause = 0, 0.0
         while True:
-            started = time.monotonic()
+            self._connected_at = None
             try:
                 await self._stream_once()
                 reason = "stream_ended"
@@ -234,13 +249,21 @@ class MarathonSource:
                 reason = f"{type(e).__name__}: {e}"
             self._set_connected(False)
             self.last_error = reason
-            if time.monotonic() - started > self.backoff_cap:
-                failures = 0  # it was healthy for a while: start back-off afresh
+            up = 0.0 if self._connected_at is None else time.monotonic() - self._connected_at
+            if up >= min(pause, HEALTHY_STREAM_SECONDS):
+                # It served: a stream a proxy cuts every few seconds is reopened at once,
+                # not after a back-off grown to backoff_cap (changes meanwhile unseen).
+                # Streams that die as soon as they open still back off exponentially.
+                failures = 0
             failures += 1
-            delay = min(self.backoff_cap, self.backoff_base * 2 ** (failures - 1))
-            delay *= random.uniform(0.5, 1.0)
-            log.warning("marathon_stream_lost reason=%s retry_in=%.1fs", reason, delay)
-            await asyncio.sleep(delay)
+            pause = self._backoff(failures)
+            log.warning("marathon_stream_lost reason=%s retry_in=%.1fs", reason, pause)
+            await asyncio.sleep(pause)
+
+    def _backoff(self, failures: int) -> float:
+        """Jittered exponential back-off after `failures` consecutive failures."""
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** (failures - 1))
+        return delay * random.uniform(0.5, 1.0)
 
     async def _stream_once(self) -> None:
         query = "&".join(f"event_type={t}" for t in SUBSCRIBED)
@@ -249,6 +272,7 @@ class MarathonSource:
         resp = await self._open(f"/v2/events?{query}", timeout, {"Accept": "text/event-stream"})
         async with resp:
             self._set_connected(True)
+            self._connected_at = time.monotonic()
             log.info("marathon_stream_connected url=%s", redact_url(str(resp.url)))
             self.request_fetch()  # re-sync: events before this point were missed
             parser = SseParser()

@@ -2,7 +2,7 @@
 
 The only place that knows Marathon's app and task shapes. One malformed app (or task)
 is left out with a reason in `MarathonSnapshot.skipped`; only a document that is not
-an apps list at all raises `MarathonFormatError`.
+an apps list at all, or one in which no app is readable, raises `MarathonFormatError`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,11 @@ def parse_apps(raw: Any) -> MarathonSnapshot:
             skipped.append((app.app_id, "duplicate app id"))
             continue
         apps[app.app_id] = app
+    if raw["apps"] and not apps:
+        # Not one readable app (an API change, another service's JSON): installing it
+        # would empty haproxy.cfg; a bad answer must keep the last snapshot instead.
+        raise MarathonFormatError(f"no readable app among {len(raw['apps'])}: "
+                                  f"{skipped[0][1]}")
     return MarathonSnapshot(apps=MappingProxyType(apps), skipped=tuple(skipped))
 
 
