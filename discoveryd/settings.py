@@ -1,7 +1,9 @@
 """The one configuration schema: discoveryd YAML and mesos-dns config.json.
 
 Both formats end up as the same validated `Settings` value; `run`, `check-config`
-and SIGHUP reloads all go through `load_settings`, so they cannot disagree.
+and SIGHUP reloads all go through `load_settings`, so they cannot disagree. Values are
+checked strictly (a string is not a number, `true` is not a port) and every problem is
+reported on one line naming its dotted key.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import ipaddress
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,7 +21,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 log = logging.getLogger("discoveryd.settings")
 
-LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.I)
+# Lower-case ASCII: with re.I, Python's [a-z] also matches "ſ" and the Kelvin sign.
+LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# A value written verbatim into haproxy.cfg as one word: no space, quote, `#` or backslash.
+HAPROXY_WORD_RE = re.compile(r"^[!$%&()*+,\-./0-9:;<=>?@A-Z\[\]^_`a-z{|}~]+$")
+DURATION_RE = re.compile(r"^[0-9]+(us|ms|s|m|h|d)?$")  # an HAProxy time value
+UINT32_MAX = 2**32 - 1  # SOA timers are 32-bit on the wire
+MAX_ERRORS = 10  # reported per file; a 10,000-item list of wrong types is not 10,000 lines
 
 
 class ConfigError(Exception):
@@ -26,7 +35,11 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+    # strict: YAML gives typed scalars, and coercing `ttl: "60"`, `enabled: 1` or
+    # `http_port: yes` (YAML 1.1 reads it as true, lax mode as 1) would hide mistakes.
+    # No inf/nan: `refresh_seconds: .inf` would silently mean "never".
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True,
+                              allow_inf_nan=False,
                               defer_build=True)  # build validators on first use: faster CLI start
 
 
@@ -62,6 +75,36 @@ def _check_ip(host: str) -> None:
         raise ValueError(f"{host!r} is not an IP address") from None
 
 
+def domain_name(v: str) -> str:
+    """A DNS name in lower case without the trailing dot; ASCII labels of at most 63
+    characters, at most 253 in all (a longer one fails when packed into an answer)."""
+    name = v.strip(".")
+    if not name.isascii():
+        raise ValueError(f"{v!r} is not an ASCII domain name (write IDNA names as xn--...)")
+    name = name.lower()
+    if not name or len(name) > 253 or not all(LABEL_RE.match(p) for p in name.split(".")):
+        raise ValueError(f"{v!r} is not a valid domain name")
+    return name
+
+
+def _soa_name(v: str) -> str:
+    domain_name(v)
+    return v.strip(".")
+
+
+def _haproxy_word(v: str) -> str:
+    if not HAPROXY_WORD_RE.match(v):
+        raise ValueError(f"{v!r} would not be one word in haproxy.cfg "
+                         "(no spaces, quotes, '#', backslashes or non-ASCII)")
+    return v
+
+
+def _haproxy_time(v: str) -> str:
+    if not DURATION_RE.match(v):
+        raise ValueError(f"{v!r} is not an HAProxy time (a number with us, ms, s, m, h or d)")
+    return v
+
+
 def _master(v: str) -> str:
     split_host_port(v, 5050)
     return v
@@ -87,6 +130,9 @@ MasterAddr = Annotated[str, AfterValidator(_master)]
 ListenAddr = Annotated[str, AfterValidator(_listen_addr)]
 ResolverAddr = Annotated[str, AfterValidator(_resolver)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+SoaName = Annotated[str, AfterValidator(_soa_name)]
+HAProxyWord = Annotated[str, AfterValidator(_haproxy_word)]
+HAProxyTime = Annotated[str, AfterValidator(_haproxy_time)]
 
 
 class MesosSettings(_Section):
@@ -135,12 +181,12 @@ class MarathonSettings(_Section):
 
 
 class SoaSettings(_Section):
-    mname: str = "ns1.mesos"
-    rname: str = "root.ns1.mesos"
-    refresh: int = Field(60, ge=0)
-    retry: int = Field(600, ge=0)
-    expire: int = Field(86400, ge=0)
-    minttl: int = Field(60, ge=0)
+    mname: SoaName = "ns1.mesos"
+    rname: SoaName = "root.ns1.mesos"
+    refresh: int = Field(60, ge=0, le=UINT32_MAX)
+    retry: int = Field(600, ge=0, le=UINT32_MAX)
+    expire: int = Field(86400, ge=0, le=UINT32_MAX)
+    minttl: int = Field(60, ge=0, le=UINT32_MAX)
 
 
 class DnsSettings(_Section):
@@ -158,10 +204,7 @@ class DnsSettings(_Section):
     @field_validator("domain")
     @classmethod
     def _domain(cls, v: str) -> str:
-        v = v.strip(".").lower()
-        if not v or not all(LABEL_RE.match(p) for p in v.split(".")):
-            raise ValueError(f"{v!r} is not a valid domain name")
-        return v
+        return domain_name(v)
 
     @field_validator("zone_resolvers")
     @classmethod
@@ -170,7 +213,7 @@ class DnsSettings(_Section):
         for zone, servers in v.items():
             if not servers:
                 raise ValueError(f"zone {zone!r} has no resolvers")
-            out[zone.strip(".").lower()] = servers
+            out[domain_name(zone)] = servers
         return out
 
 
@@ -185,17 +228,18 @@ class HAProxySettings(_Section):
     # Additions: a hung `haproxy -c` or reload must not stall the pipeline forever.
     validate_timeout: float = Field(60, gt=0)
     reload_timeout: float = Field(60, gt=0)
-    bind_address: str = "*"
+    bind_address: HAProxyWord = "*"
     http_port: int = Field(80, ge=0, le=65535)
     https_port: int = Field(443, ge=0, le=65535)
     appid_port: int = Field(9091, ge=0, le=65535)
     stats_port: int = Field(9090, ge=0, le=65535)
-    ssl_certs: list[str] = []
+    # The values below are written into haproxy.cfg: each must stay one word there.
+    ssl_certs: list[HAProxyWord] = []
     # Additions (not in marathon-lb's flags): sized for a stock 20,000-fd HAProxy 2.6.
     maxconn: int = Field(8000, gt=0)
-    hard_stop_after: str = "60s"
-    stats_socket: str = "/var/run/haproxy/admin.sock"
-    server_state_file: str | None = None
+    hard_stop_after: HAProxyTime = "60s"
+    stats_socket: HAProxyWord = "/var/run/haproxy/admin.sock"
+    server_state_file: HAProxyWord | None = None
 
     @field_validator("stats_socket")
     @classmethod
@@ -252,13 +296,42 @@ def redact_url(url: str) -> str:
     return re.sub(r"(://)[^/@]+@", r"\1REDACTED@", url)
 
 
-def _format_error(err: dict[str, Any], prefix: tuple[str, ...] = ()) -> str:
-    loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in prefix + tuple(err["loc"]))
-    loc = loc.replace(".[", "[")
+YAML_TYPES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+              list: "a list", dict: "a mapping", type(None): "null"}
+
+
+def type_name(value: Any) -> str:
+    """What a YAML/JSON value is, in the words of the config file."""
+    return YAML_TYPES.get(type(value), type(value).__name__)
+
+
+def _loc_part(part: Any) -> str:
+    if isinstance(part, int):
+        return f"[{part}]"
+    text = str(part)
+    if text == "[key]" or re.fullmatch(r"[A-Za-z0-9_-]+", text):
+        return text
+    return json.dumps(text)  # an odd key, shown quoted and escaped: one line, unambiguous
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    """('dns', 'listen', 0) -> "dns.listen[0]"."""
+    return ".".join(_loc_part(p) for p in loc).replace(".[", "[") or "(top level)"
+
+
+def _format_error(err: dict[str, Any], rename: Callable[[str], str] | None = None) -> str:
+    loc = format_loc(tuple(err["loc"]))
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
-    return f"{loc or '(top level)'}: {msg}"
+    elif err["type"].endswith("_type") or err["type"] == "model_attributes_type":
+        msg += f" (got {type_name(err.get('input'))})"
+    return f"{rename(loc) if rename else loc}: {' '.join(msg.split())}"
+
+
+def _summary(errors: list[str]) -> str:
+    more = len(errors) - MAX_ERRORS
+    return "; ".join(errors[:MAX_ERRORS]) + (f"; and {more} more" if more > 0 else "")
 
 
 def parse_settings(data: Any) -> tuple[Settings, list[str]]:
@@ -267,30 +340,69 @@ def parse_settings(data: Any) -> tuple[Settings, list[str]]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError("(top level): expected a mapping of sections")
-    from discoveryd.mesos_dns_json import from_mesos_dns, looks_like_mesos_dns
+        raise ConfigError(f"(top level): expected a mapping of sections, got {type_name(data)}")
+    from discoveryd.mesos_dns_json import from_mesos_dns, looks_like_mesos_dns, mesos_dns_key
 
+    rename = None
     if looks_like_mesos_dns(data):
-        data = from_mesos_dns(data, warnings)
+        data, rename = from_mesos_dns(data, warnings), mesos_dns_key
     try:
         return Settings.model_validate(data), warnings
     except ValidationError as e:
-        raise ConfigError("; ".join(_format_error(dict(x)) for x in e.errors())) from None
+        raise ConfigError(_summary([_format_error(dict(x), rename) for x in e.errors()])) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one
+    silently: `ttl: 5` further down would win over the `ttl: 60` the operator reads)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # unhashable: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def _read_text(path: str | Path) -> str:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file: {e.strerror}") from None
+    try:
+        return raw.decode("utf-8-sig")  # a leading byte-order mark is harmless
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: not UTF-8 text "
+                          f"(byte 0x{raw[e.start]:02x})") from None
 
 
 def load_settings(path: str | Path) -> tuple[Settings, list[str]]:
     """Read and validate a YAML or mesos-dns JSON file; raises ConfigError."""
-    p = Path(path)
+    text = _read_text(path)
     try:
-        text = p.read_text()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read config file: {e.strerror}") from None
-    try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        if Path(path).suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: line {e.lineno}: invalid JSON: {e.msg}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
         raise ConfigError(f"{path}: {where}invalid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        # An empty (or all-comment) file is more often a failed template render than a
+        # wish for the defaults, which listen on 0.0.0.0:53 and know no master.
+        raise ConfigError(f"{path}: (top level): the file is empty; write {{}} to run with "
+                          "every default")
     return parse_settings(data)
