@@ -55,7 +55,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _die(message: str, code: int = 2) -> NoReturn:
-    sys.stderr.write(f"discoveryd: {message}\n")
+    # One line whatever the message holds (a path or key with a newline in it): scripts
+    # and log collectors read the first line as the whole error.
+    one_line = message.replace("\r", "\\r").replace("\n", "\\n")
+    sys.stderr.write(f"discoveryd: {one_line}\n")
     raise SystemExit(code)
 
 

@@ -400,6 +400,8 @@ def load_settings(path: str | Path) -> tuple[Settings, list[str]]:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
         raise ConfigError(f"{path}: {where}invalid YAML: {getattr(e, 'problem', e)}") from None
+    except RecursionError:  # both parsers recurse per nesting level
+        raise ConfigError(f"{path}: (top level): lists or mappings nested too deeply") from None
     if data is None:
         # An empty (or all-comment) file is more often a failed template render than a
         # wish for the defaults, which listen on 0.0.0.0:53 and know no master.
