@@ -28,6 +28,7 @@ import dns.rcode
 import dns.rdatatype
 
 from benchmarks.soak_cluster import Answer, Probe
+from benchmarks.soak_load import percentiles_ms
 
 Expected = Callable[[int], dict[Probe, Answer]]
 MAX_EXAMPLES = 10
@@ -107,6 +108,18 @@ class Checker(asyncio.DatagramProtocol):
     @property
     def checked(self) -> int:
         return sum(self.rules.values()) + sum(self.mismatches.values())
+
+    def summary(self, seconds: float, since: float) -> dict[str, Any]:
+        """The figures of a run of `seconds`; times of lost queries relative to `since`."""
+        mismatched = sum(self.mismatches.values())
+        return {
+            "sent": self.sent, "answered": self.checked + self.truncated, "lost": self.lost,
+            "lost_at_s": [round(t - since, 2) for t in self.lost_at],
+            "qps": round(self.sent / seconds, 1), "truncated": self.truncated,
+            "latency_ms": percentiles_ms(self.latencies),
+            "checked": self.checked, "by_rule": dict(self.rules), "mismatched": mismatched,
+            "mismatch_kinds": dict(self.mismatches), "examples": self.examples,
+        }
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()

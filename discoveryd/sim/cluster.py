@@ -11,6 +11,8 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from aiohttp import web
+
 from discoveryd.sim.marathon import SimMarathon
 from discoveryd.sim.mesos_master import SimMesosMaster, sample_state
 
@@ -63,17 +65,20 @@ class _ClusterMaster(SimMesosMaster):
         super().__init__(state={})
         self._cluster = cluster
 
-    def document(self) -> dict[str, Any]:
-        if self._cluster.on_served is not None:
-            self._cluster.on_served(self._cluster.version)
-        return super().document()
+    async def _handle_state(self, request: web.Request) -> web.StreamResponse:
+        version = self._cluster.version  # the state that answer carries, unless it fails
+        resp = await super()._handle_state(request)
+        # Only a whole document counts: failure modes may answer 200 with a broken body.
+        if self.mode == "ok" and resp.status == 200 and self._cluster.on_served is not None:
+            self._cluster.on_served(version)
+        return resp
 
 
 class SimCluster:
     """A simulated Marathon and a Mesos master kept in step with it.
 
     `version` counts `sync()` calls; `on_served(version)`, when set, is called each time
-    the master answers a state request (on the loop, before the answer is sent).
+    the master answers a state request with 200 (on the loop, before the body is sent).
     """
 
     def __init__(self, *, agents: tuple[str, ...] = ("127.0.1.11", "127.0.1.12", "127.0.1.13"),
