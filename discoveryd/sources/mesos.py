@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from discoveryd.metrics import Metrics
 from discoveryd.model.cluster import Leader, with_mesos
 from discoveryd.model.mesos import MesosState, Pid
 from discoveryd.settings import MesosSettings, redact_url, split_host_port
-from discoveryd.sources.mesos_state import StateError, parse_master_state, parse_pid
+from discoveryd.sources.state_decoder import StateDecoder, Undecodable
 from discoveryd.sources.zookeeper import MasterInfo, ZkMasterWatch, leader_from_children
 from discoveryd.store import Store
 
@@ -56,25 +55,6 @@ def _same(pid: Pid, host: str, port: int) -> bool:
     return pid.port == port and pid.host == host.lower()
 
 
-def _decode_state(url: str, body: bytes) -> tuple[MesosState, Pid | None]:
-    """The typed state and the answering master's own pid; FetchError when unusable."""
-    try:
-        raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise FetchError("invalid", f"{url}: not JSON: {e}") from None
-    if isinstance(raw, dict) and not raw.get("leader"):
-        raise FetchError("not_leader", f"{url}: knows no leader")
-    try:
-        state = parse_master_state(raw)
-    except StateError as e:
-        raise FetchError("invalid", f"{url}: {e}") from None
-    try:
-        own = parse_pid(raw.get("pid"))
-    except ValueError:
-        own = None
-    return state, own
-
-
 class MesosSource:
     def __init__(self, settings: MesosSettings, store: Store, metrics: Metrics,
                  clock: Callable[[], float] = time.time) -> None:
@@ -96,6 +76,7 @@ class MesosSource:
         self._last_refresh: float | None = None
         self._last_error: str | None = None
         self._inflight: asyncio.Future[None] | None = None
+        self._decoder = StateDecoder()
 
     # --- public -----------------------------------------------------------
 
@@ -112,13 +93,20 @@ class MesosSource:
         else:
             self._debounce = loop.call_later(wait, self._fire)
 
+    @property
+    def zk_watch(self) -> ZkMasterWatch | None:
+        """The ZooKeeper watch while running with `mesos.zk` (None otherwise)."""
+        return self._zk
+
     def status(self) -> dict[str, Any]:
         """For /v1/state."""
+        session = self._zk.session if self._zk is not None else None
         return {
             "leader": self._leader.address if self._leader else None,
             "source": self._leader.source if self._leader else None,
             "zk": redact_url(self._settings.zk) if self._settings.zk else None,
             "zk_connected": self._zk_connected if self._settings.zk else None,
+            "zk_session": f"0x{session[0]:x}" if session else None,
             "zk_masters": [m.address for m in self._zk_masters],
             "last_refresh": self._last_refresh,
             "last_error": self._last_error,
@@ -169,6 +157,7 @@ class MesosSource:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+        self._decoder.close()
 
     # --- ZooKeeper callbacks (on the loop) -----------------------------------
 
@@ -297,8 +286,11 @@ class MesosSource:
             raise FetchError("error", f"{url}: {type(e).__name__}: {e}") from None
         finally:
             self._metrics.mesos_state_fetch_seconds.observe(loop.time() - started)
-        # Decoding a large cluster's state takes a few hundred ms: off the loop thread.
-        state, own = await asyncio.to_thread(_decode_state, url, body)
+        # Decoding a large cluster's state takes a few hundred ms: off the loop (and its GIL).
+        decoded = await self._decoder.decode(body)
+        if isinstance(decoded, Undecodable):
+            raise FetchError(decoded.result, f"{url}: {decoded.reason}")
+        state, own = decoded
         return state, own, redirected
 
     def _install(self, state: MesosState, leader: Leader) -> None:

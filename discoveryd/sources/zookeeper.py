@@ -154,6 +154,13 @@ class ZkMasterWatch:
     def start(self) -> None:
         self._client.start_async()
 
+    @property
+    def session(self) -> tuple[int, bytes] | None:
+        """(session id, password) of the live ZooKeeper session; None while disconnected.
+        The id tells operators (and outage tests) when a session expired and a new one began."""
+        client_id: tuple[int, bytes] | None = self._client.client_id
+        return client_id
+
     def stop(self) -> None:
         """Blocking (joins kazoo's threads): run it in an executor."""
         self._client.stop()

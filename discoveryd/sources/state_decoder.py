@@ -1,0 +1,99 @@
+"""Decode a master's `/master/state` body without stalling the event loop.
+
+`json.loads` is C code that holds the GIL for the whole document: a 10 MB state takes
+0.3-2 s on a loaded 2-core machine, and a worker *thread* doing it still stops every DNS
+answer for that long. Bodies of `BIG_BODY` bytes or more are therefore decoded in a helper
+process (spawned on first need, then kept); only the compact typed result comes back
+(unpickling 3,000 tasks costs the loop's process about 50 ms). Smaller bodies are decoded in
+a thread: small clusters never start a process. If the helper cannot start or dies, the
+body is decoded in a thread instead, so a big state is late at worst, never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from discoveryd.model.mesos import MesosState, Pid
+from discoveryd.sources.mesos_state import StateError, parse_master_state, parse_pid
+
+log = logging.getLogger("discoveryd.mesos")
+
+BIG_BODY = 512 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """Why a body is unusable; `result` is the fetch metric label (invalid, not_leader).
+    A value, not an exception: it crosses the process boundary as plain data."""
+
+    result: str
+    reason: str
+
+
+Decoded = tuple[MesosState, Pid | None]  # the typed state and the answering master's own pid
+
+
+def decode_state(body: bytes) -> Decoded | Undecodable:
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        return Undecodable("invalid", f"not JSON: {e}")
+    if isinstance(raw, dict) and not raw.get("leader"):
+        return Undecodable("not_leader", "knows no leader")
+    try:
+        state = parse_master_state(raw)
+    except StateError as e:
+        return Undecodable("invalid", str(e))
+    try:
+        own = parse_pid(raw.get("pid"))
+    except ValueError:
+        own = None
+    return state, own
+
+
+class StateDecoder:
+    """`await decode(body)`: in a thread for small bodies, in the helper process for big ones."""
+
+    def __init__(self, big_body: int = BIG_BODY) -> None:
+        self._big_body = big_body
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_failed = False  # could not start one: threads from now on
+
+    async def decode(self, body: bytes) -> Decoded | Undecodable:
+        pool = self._helper() if len(body) >= self._big_body else None
+        if pool is not None:
+            try:
+                # Submitted from a thread: starting the helper (the first time) and queueing
+                # the body are work the loop need not wait for either.
+                future = await asyncio.to_thread(pool.submit, decode_state, body)
+                return await asyncio.wrap_future(future)
+            except (BrokenProcessPool, OSError) as e:  # killed (OOM?): a new one next time
+                log.warning("state_decoder_failed error=%r; decoding in a thread", e)
+                self._discard()
+        return await asyncio.to_thread(decode_state, body)
+
+    def _helper(self) -> ProcessPoolExecutor | None:
+        if self._pool is None and not self._pool_failed:
+            try:
+                # spawn: a fork would copy kazoo's and the executors' threads mid-flight.
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            except (OSError, ValueError) as e:
+                log.warning("state_decoder_unavailable error=%r; decoding in threads", e)
+                self._pool_failed = True
+        return self._pool
+
+    def _discard(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """Stop the helper process, if any (without waiting for a decode in progress)."""
+        self._discard()
