@@ -242,22 +242,24 @@ class _UdpReader:
 class _TcpProtocol(asyncio.Protocol):
     """RFC 7766: length-prefixed queries, several per connection, answers as they come.
 
-    Hostile clients cost bounded memory and time: a connection is closed when no whole
-    query arrived for `tcp_idle_timeout` (a byte now and then does not count, so a
-    slow-loris client is dropped too); past `max_tcp_connections` the least recently
-    active one is closed; a client that does not read its answers is not read from
-    either (answers queue up to TCP_HIGH_WATER, then queries wait in the read buffer).
+    Hostile clients cost bounded memory and time: a connection is closed when for
+    `tcp_idle_timeout` no whole query arrived and no answer was taken (a byte now and
+    then does not count, so a slow-loris client is dropped too); past
+    `max_tcp_connections` the least recently active one is closed; a client that does
+    not read its answers is not read from either (answers queue up to TCP_HIGH_WATER,
+    then queries wait in the read buffer).
     """
 
     def __init__(self, server: DnsServer) -> None:
         self.server = server
         self.buffer = bytearray()
         self.loop = asyncio.get_running_loop()
-        self.active = self.loop.time()  # when the last whole query arrived
+        self.active = self.loop.time()  # when it last asked or took answers
         self.idle: asyncio.TimerHandle | None = None
         self.paused = False  # the client's unread answers fill the write buffer
         self.eof = False  # the client half-closed: close once every answer is written
         self.forwards = 0  # answers still expected from upstreams
+        self.buffered = 0  # unsent answer bytes when last active or checked
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
@@ -282,14 +284,20 @@ class _TcpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _check_idle(self) -> None:
+        buffered = self.transport.get_write_buffer_size()
+        if buffered < self.buffered:  # it reads its answers, slowly maybe: still active
+            self.active = self.loop.time()
+        self.buffered = buffered
         left = self.active + self.server.tcp_idle_timeout - self.loop.time()
         if left > 0 or self.forwards:
-            self.idle = self.loop.call_later(max(left, 0.5), self._check_idle)
+            self.idle = self.loop.call_later(left if left > 0 else self.server.tcp_idle_timeout,
+                                             self._check_idle)
         else:
             self._drop()
 
     def _touch(self) -> None:
         self.active = self.loop.time()
+        self.buffered = self.transport.get_write_buffer_size()
         connections = self.server._connections
         if connections.pop(self, False) is None:  # still registered: now the most recent
             connections[self] = None
@@ -300,6 +308,7 @@ class _TcpProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused = False
+        self._touch()  # the client read its answers
         if not self.transport.is_closing():
             self.transport.resume_reading()
             self._process()
