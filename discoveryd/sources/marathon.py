@@ -310,14 +310,17 @@ class MarathonSource:
             elif event_type in REFETCH:
                 if event_type == "app_terminated_event" and isinstance(payload, dict):
                     app_id = "/" + str(payload.get("appId", "")).strip("/")
-                    self._apply(app_id, lambda s: remove_app(s, app_id))
+                    # Not replayed onto a fetch in flight: its answer may already hold an
+                    # app re-created under the same id, and no event re-adds an app. The
+                    # app's tasks go with their own (replayed) terminal status updates.
+                    self._apply(app_id, lambda s: remove_app(s, app_id), replay=False)
                 self.request_fetch()
         except MarathonFormatError as e:
             log.warning("marathon_event_invalid type=%s error=%s", event_type, e)
             self.request_fetch()
 
-    def _apply(self, app_id: str, reducer: Reducer) -> None:
-        if self._replay is not None:
+    def _apply(self, app_id: str, reducer: Reducer, replay: bool = True) -> None:
+        if replay and self._replay is not None:
             self._replay.append(reducer)
         snap = self.store.current.marathon
         if snap is None or app_id not in snap.apps:
