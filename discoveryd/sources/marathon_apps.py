@@ -2,7 +2,8 @@
 
 The only place that knows Marathon's app and task shapes. One malformed app (or task)
 is left out with a reason in `MarathonSnapshot.skipped`; only a document that is not
-an apps list at all, or one in which no app is readable, raises `MarathonFormatError`.
+an apps list at all, or whose items are none of them an object with an id, raises
+`MarathonFormatError`.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ def parse_apps(raw: Any) -> MarathonSnapshot:
         raise MarathonFormatError("expected an object with an 'apps' list")
     apps: dict[str, App] = {}
     skipped: list[tuple[str, str]] = []
+    identified = 0  # items that are objects with an id, readable or not
     for item in raw["apps"]:
         app_id = item.get("id") if isinstance(item, dict) else None
         label = app_id if isinstance(app_id, str) and app_id else "?"
+        identified += label != "?"
         try:
             app, bad_tasks = _parse_app(item)
         except MarathonFormatError as e:
@@ -49,11 +52,12 @@ def parse_apps(raw: Any) -> MarathonSnapshot:
             skipped.append((app.app_id, "duplicate app id"))
             continue
         apps[app.app_id] = app
-    if raw["apps"] and not apps:
-        # Not one readable app (an API change, another service's JSON): installing it
-        # would empty haproxy.cfg; a bad answer must keep the last snapshot instead.
-        raise MarathonFormatError(f"no readable app among {len(raw['apps'])}: "
-                                  f"{skipped[0][1]}")
+    if raw["apps"] and not identified:
+        # Not one item is an object with an id: this is not Marathon's apps list (an API
+        # change, another service's JSON), and installing it would empty haproxy.cfg.
+        # Apps that have an id but bad fields are skipped one by one as usual.
+        raise MarathonFormatError(f"no item of the {len(raw['apps'])} in 'apps' is an app "
+                                  "with an id")
     return MarathonSnapshot(apps=MappingProxyType(apps), skipped=tuple(skipped))
 
 
