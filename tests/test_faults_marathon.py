@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -151,6 +152,34 @@ async def test_app_recreated_during_a_slow_fetch_is_kept(tmp_path):
         await rig.wait_converged(timeout=30)
 
 
+async def test_huge_event_does_not_stall_dns(tmp_path):
+    """Marathon's deployment events carry the whole original and target group trees: in
+    a big cluster one event is megabytes, read in many chunks. Parsing it must not hold
+    the event loop (which answers DNS) for seconds."""
+    async with fault_rig(tmp_path) as rig:
+        apps = [dict(fault_app(n), id=f"/big/app{n}", cmd="x" * 1500) for n in range(5000)]
+        plan = {"id": "big-plan", "version": "2018-01-10T08:00:00.000Z",
+                "original": {"id": "/", "apps": apps[:-1], "groups": []},
+                "target": {"id": "/", "apps": apps, "groups": []},
+                "steps": [{"actions": [{"action": "StartApplication", "app": "/big/app4999"}]}]}
+        fetches = await _fetches(rig)
+        rig.sim.stream_segment = 64 * 1024
+        dns = DnsProbe(rig, "/faults/app0")
+        async with dns.running():
+            await eventually(lambda: dns.answered >= 3, what="DNS probe running")
+            sent = time.monotonic()
+            rig.sim.push_event("deployment_info", {"plan": plan, "currentStep": plan["steps"][0]})
+            # The event asks for a snapshot: it was read whole, and parsed.
+            await eventually(lambda: _at_least(_fetches(rig), fetches + 1), timeout=60,
+                             what="the huge event handled")
+            handled = time.monotonic() - sent
+        size = len(json.dumps(plan)) / 2**20
+        print(f"\n{size:.1f} MiB event handled in {handled:.2f} s; slowest DNS answer "
+              f"{dns.slowest * 1000:.0f} ms, {dns.answered} answers, {dns.failed} failures")
+        # Quadratic parsing took 4.6 s for half this size, holding DNS up to 0.6 s.
+        assert handled < 5.0 and dns.failed == 0 and dns.slowest < 0.5
+
+
 @pytest.mark.long
 async def test_stream_closing_every_second_loses_nothing(tmp_path):
     """Bound: reloads <= distinct states and <= duration / min_reload_interval + 2."""
@@ -277,21 +306,25 @@ async def test_garbage_apps_answers_keep_the_live_config(tmp_path, caplog):
 
 
 class DnsProbe:
-    """Asks for an app's SRV name over UDP every 20 ms; counts what came back."""
+    """Asks for an app's SRV name over UDP every 20 ms; counts what came back, and the
+    slowest answer."""
 
     def __init__(self, rig: Rig, app_id: str) -> None:
         self.rig, self.name = rig, srv_name(app_id)
         self.answered = self.failed = 0
+        self.slowest = 0.0
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         async def probe() -> None:
             while True:
+                asked = time.monotonic()
                 try:
                     r = await self.rig.running.query(self.name, "SRV")
                     ok = bool(r.answer)
                 except Exception:  # noqa: BLE001 - a timeout is what we count
                     ok = False
+                self.slowest = max(self.slowest, time.monotonic() - asked)
                 self.answered += ok
                 self.failed += not ok
                 await asyncio.sleep(0.02)

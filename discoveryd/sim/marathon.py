@@ -127,6 +127,9 @@ class SimMarathon:
         self.stream_lifetime: float | None = None  # each stream ends cleanly after this long
         # A slow /v2/apps (a big Marathon): the answer shows the state at the end of the wait.
         self.apps_delay = 0.0
+        # Stream bytes go out in pieces of at most this size, as a network delivers a big
+        # event in segments (None: each burst in one write).
+        self.stream_segment: int | None = None
         self.events_pushed: Counter[str] = Counter()  # by type, whether or not anyone listens
         self._streams: set[_Stream] = set()
         self._runner: web.AppRunner | None = None
@@ -392,7 +395,7 @@ class SimMarathon:
                 if closing:
                     del frames[frames.index(None):]
                 if frames and not stream.stalled:
-                    await resp.write(b"".join(f for f in frames if f))
+                    await self._send(resp, b"".join(f for f in frames if f))
                 if closing:
                     break
         except ConnectionResetError:
@@ -400,6 +403,13 @@ class SimMarathon:
         finally:
             self._streams.discard(stream)
         return resp
+
+    async def _send(self, resp: web.StreamResponse, data: bytes) -> None:
+        step = self.stream_segment or len(data)
+        for i in range(0, len(data), step):
+            await resp.write(data[i:i + step])
+            if step < len(data):
+                await asyncio.sleep(0)  # let the reader take each piece as it comes
 
     def _status_event(self, t: dict[str, Any], state: str) -> None:
         self.push_event("status_update_event", {

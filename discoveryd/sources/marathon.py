@@ -32,7 +32,7 @@ from discoveryd.sources.marathon_apps import (
     parse_health_change,
     parse_status_update,
 )
-from discoveryd.sources.sse import SseParser
+from discoveryd.sources.sse import SseError, SseParser
 from discoveryd.store import Store
 
 log = logging.getLogger("discoveryd.marathon")
@@ -242,7 +242,7 @@ class MarathonSource:
             try:
                 await self._stream_once()
                 reason = "stream_ended"
-            except (MarathonError, aiohttp.ClientError, TimeoutError) as e:
+            except (MarathonError, SseError, aiohttp.ClientError, TimeoutError) as e:
                 reason = f"{type(e).__name__}: {e}"
             except Exception as e:  # a bug must not end the source: log it and reconnect
                 log.exception("marathon_stream_error")

@@ -2,7 +2,9 @@
 
 Bytes go in as they arrive, in chunks split anywhere (inside a UTF-8 character,
 between CR and LF); complete events come out. No sockets here, so the protocol is
-tested by feeding bytes.
+tested by feeding bytes. Each chunk is scanned once, so a multi-megabyte event (Marathon's
+deployment events carry whole group trees) costs linear time however it is split, and
+an event larger than `max_event_bytes` is an error rather than unbounded memory.
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ from dataclasses import dataclass
 
 _EOL = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"
+MAX_EVENT_BYTES = 256 * 2**20
+
+
+class SseError(ValueError):
+    """The stream broke a limit; the connection should be dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +29,11 @@ class SseEvent:
 
 
 class SseParser:
-    def __init__(self) -> None:
-        self._buf = b""
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self.max_event_bytes = max_event_bytes
+        self._pending: list[bytes] = []  # the unfinished line, chunk by chunk
+        self._pending_size = 0
+        self._data_size = 0  # bytes of `data` lines in the event being built
         self._skip_lf = False  # the last chunk ended in CR: a leading LF belongs to it
         self._started = False
         self._event = ""
@@ -40,24 +50,39 @@ class SseParser:
             self._skip_lf = False
             if chunk.startswith(b"\n"):
                 chunk = chunk[1:]
-        buf = self._buf + chunk
         if not self._started:
-            if len(buf) < len(_BOM) and _BOM.startswith(buf):
-                self._buf = buf
+            chunk = self._take_pending() + chunk
+            if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
+                self._keep(chunk)
                 return []
             self._started = True
-            buf = buf.removeprefix(_BOM)
+            chunk = chunk.removeprefix(_BOM)
         events: list[SseEvent] = []
         pos = 0
-        for m in _EOL.finditer(buf):
-            event = self._line(buf[pos:m.start()].decode("utf-8", "replace"))
+        for m in _EOL.finditer(chunk):  # only the new bytes: earlier ones held no line end
+            line = chunk[pos:m.start()]
+            if self._pending:
+                line = self._take_pending() + line
+            event = self._line(line.decode("utf-8", "replace"))
             if event is not None:
                 events.append(event)
             pos = m.end()
-        if pos and buf[pos - 1:pos] == b"\r" and pos == len(buf):
+        if pos and pos == len(chunk) and chunk[pos - 1:pos] == b"\r":
             self._skip_lf = True
-        self._buf = buf[pos:]
+        self._keep(chunk[pos:])
         return events
+
+    def _keep(self, part: bytes) -> None:
+        if part:
+            self._pending.append(part)
+            self._pending_size += len(part)
+            if self._pending_size > self.max_event_bytes:
+                raise SseError(f"a line of more than {self.max_event_bytes} bytes")
+
+    def _take_pending(self) -> bytes:
+        joined = b"".join(self._pending)
+        self._pending, self._pending_size = [], 0
+        return joined
 
     def _line(self, line: str) -> SseEvent | None:
         if not line:
@@ -71,6 +96,9 @@ class SseParser:
         if name == "event":
             self._event = value
         elif name == "data":
+            self._data_size += len(value)
+            if self._data_size > self.max_event_bytes:
+                raise SseError(f"an event with more than {self.max_event_bytes} characters of data")
             self._data.append(value)
         elif name == "id":
             if "\0" not in value:
@@ -82,7 +110,7 @@ class SseParser:
 
     def _dispatch(self) -> SseEvent | None:
         data, event = self._data, self._event
-        self._data, self._event = [], ""
+        self._data, self._event, self._data_size = [], "", 0
         if not data:
             return None
         return SseEvent(event=event or "message", data="\n".join(data), id=self.last_event_id)
