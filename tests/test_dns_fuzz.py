@@ -1,30 +1,25 @@
-"""DNS fuzzing and hostile clients.
-
-In-process (fast): the query function's contract for any bytes, and exact answers for
-any well-formed query, driven by hypothesis. Against `discoveryd run` as a process
-(long): 100,000 hostile packets over UDP and TCP and a slow-loris crowd, while valid
-queries keep getting exact answers and the memory stays bounded.
+"""DNS fuzzing in-process: the query function's contract for any bytes (hypothesis over
+random bytes and over the seeded hostile-packet generator), and the expected rcode for
+each kind of nasty packet. The same packets against a real process: test_dns_fuzz_process.py.
 """
 
 from __future__ import annotations
 
 import random
-import struct
 import tracemalloc
 
-import dns.exception
-import dns.flags
 import dns.message
 import dns.opcode
 import dns.rcode
-import dns.rdatatype
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from discoveryd.dns import resolver
 from discoveryd.dns.answers import MAX_UDP
-from discoveryd.dns.resolver import FORWARD, Zone, build_zone
+from discoveryd.dns.resolver import build_zone
 from discoveryd.settings import DnsSettings
+from tests import dns_contract
+from tests.dns_contract import check_against_query
 from tests.fakes.dns_packets import Packets, query
 from tests.test_dns_server import record_set
 
@@ -34,46 +29,11 @@ FORWARDING, _ = build_zone(RECORDS, DnsSettings(external=True), 1)
 QUESTIONS = [("web.marathon.mesos.", 1), ("_web._tcp.marathon.mesos.", 33),
              ("_big._tcp.marathon.mesos.", 33), ("v6.marathon.mesos.", 28), ("mesos.", 6),
              ("nope.marathon.mesos.", 1), ("example.com.", 1)]
-RCODES = {"NOERROR", "FORMERR", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS"}
 FUZZ = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def check_contract(data: bytes, tcp: bool, zone: Zone = ZONE) -> dns.message.Message | None:
-    """What any packet may get: nothing (only if it is no query), forwarding (a name
-    outside the domain), or a well-formed response to it with an rcode from RCODES;
-    over UDP never more than MAX_UDP bytes."""
-    out, _, rcode = zone.answer(data, tcp)
-    if len(data) < 12 or data[2] & 0x80:
-        assert out is None, "a response or a headerless packet must never be answered"
-    if out is FORWARD:
-        assert zone.external and not rcode.lower().endswith(".mesos."), rcode
-        return None
-    if out is None:
-        assert rcode == "dropped"
-        return None
-    assert isinstance(out, bytes) and rcode in RCODES
-    msg = dns.message.from_wire(out)
-    assert msg.id == struct.unpack(">H", data[:2])[0] and msg.flags & dns.flags.QR
-    assert msg.opcode() == (data[2] >> 3) & 0xF, "a response carries the query's opcode"
-    assert dns.rcode.to_text(msg.rcode()) == rcode
-    assert tcp or len(out) <= MAX_UDP
-    return msg
-
-
-def check_against_query(data: bytes, msg: dns.message.Message | None, tcp: bool) -> None:
-    """Where dnspython reads `data` as a plain query, the answer must fit it."""
-    try:
-        q = dns.message.from_wire(data)
-    except dns.exception.DNSException:
-        return
-    if q.opcode() != dns.opcode.QUERY or q.flags & dns.flags.QR or len(q.question) != 1:
-        return
-    assert msg is not None
-    if dns.rcode.to_text(msg.rcode()) in ("NOERROR", "NXDOMAIN", "REFUSED"):
-        assert [r.name.to_text() for r in msg.question] == [q.question[0].name.to_text()]
-    if not tcp:
-        limit = max(512, min(q.payload, MAX_UDP)) if q.edns >= 0 else 512
-        assert len(msg.to_wire()) <= limit
+def check_contract(data: bytes, tcp: bool, zone: resolver.Zone = ZONE) -> dns.message.Message | None:
+    return dns_contract.check_contract(zone, data, tcp)
 
 
 @FUZZ
