@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from discoveryd.settings import ConfigError, type_name
+from discoveryd.settings import ConfigError, domain_name, type_name
 
 # mesos-dns key -> meaning is handled explicitly in _from_mesos_dns; these are
 # accepted and ignored with a warning because discoveryd has no equivalent.
@@ -105,6 +105,10 @@ def from_mesos_dns(data: dict[str, Any], warn: list[str]) -> dict[str, Any]:
         mesos["zk_detection_timeout"] = 30
     domain = g("domain", "mesos")
     dns: dict[str, Any] = {"domain": domain}
+    try:
+        base = domain_name(domain)
+    except ValueError:
+        base = "mesos"  # reported as `domain`; not again in the SOA names derived from it
     listener, port = g("listener", "0.0.0.0"), g("port", 53)
     host = f"[{listener}]" if ":" in str(listener) else listener
     dns["listen"] = [f"{host}:{port}"]
@@ -115,10 +119,10 @@ def from_mesos_dns(data: dict[str, Any], warn: list[str]) -> dict[str, Any]:
     external = g("externalon", True) and g("recurseon", True) is not False
     dns["external"] = external
     soa: dict[str, Any] = {}
-    mname = g("SOAMname", "ns1." + str(domain))
+    mname = g("SOAMname", "ns1." + base)
     soa["mname"] = str(mname).rstrip(".")
     rname = g("SOARname") or (str(g("email")).replace("@", ".") if g("email") else None)
-    soa["rname"] = str(rname or "root.ns1." + str(domain)).rstrip(".")
+    soa["rname"] = str(rname or "root.ns1." + base).rstrip(".")
     for src, dst in (("SOARefresh", "refresh"), ("SOARetry", "retry"), ("SOAExpire", "expire"),
                      ("SOAMinttl", "minttl")):
         if src in data:
