@@ -289,10 +289,14 @@ class MarathonSource:
 
     def handle_event(self, event_type: str, data: str) -> None:
         """Apply one event from the stream (public so tests and benchmarks can drive it)."""
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            payload = None
+        payload = None
+        # Deployment events carry whole group trees (megabytes in a big cluster) and only
+        # ask for a fetch: their name says so, no need to decode them on the loop.
+        if event_type not in REFETCH or event_type == "app_terminated_event":
+            try:
+                payload = json.loads(data)
+            except ValueError:
+                pass
         if event_type == "message" and isinstance(payload, dict):
             event_type = str(payload.get("eventType", "message"))
         known = event_type if event_type in MARATHON_EVENT_TYPES else "other"
