@@ -6,7 +6,8 @@ answer for that long. Bodies of `BIG_BODY` bytes or more are therefore decoded i
 process (spawned on first need, then kept); only the compact typed result comes back
 (unpickling 3,000 tasks costs the loop's process about 50 ms). Smaller bodies are decoded in
 a thread: small clusters never start a process. If the helper cannot start or dies, the
-body is decoded in a thread instead, so a big state is late at worst, never lost.
+body is decoded in a thread instead, so a big state is late at worst, never lost; after
+MAX_BREAKS deaths no more helpers are tried.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from discoveryd.sources.mesos_state import StateError, parse_master_state, parse
 log = logging.getLogger("discoveryd.mesos")
 
 BIG_BODY = 512 * 1024
+MAX_BREAKS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,8 @@ class StateDecoder:
     def __init__(self, big_body: int = BIG_BODY) -> None:
         self._big_body = big_body
         self._pool: ProcessPoolExecutor | None = None
-        self._pool_failed = False  # could not start one: threads from now on
+        self._pool_failed = False  # could not start one, or it kept dying: threads from now on
+        self._breaks = 0
 
     async def decode(self, body: bytes) -> Decoded | Undecodable:
         pool = self._helper() if len(body) >= self._big_body else None
@@ -76,6 +79,8 @@ class StateDecoder:
             except (BrokenProcessPool, OSError) as e:  # killed (OOM?): a new one next time
                 log.warning("state_decoder_failed error=%r; decoding in a thread", e)
                 self._discard()
+                self._breaks += 1
+                self._pool_failed = self._breaks >= MAX_BREAKS
         return await asyncio.to_thread(decode_state, body)
 
     def _helper(self) -> ProcessPoolExecutor | None:

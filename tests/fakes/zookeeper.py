@@ -185,6 +185,17 @@ def register_master(client: KazooClient, path: str, ip: str, port: int,
     return client.create(f"{path}/json.info_", data, ephemeral=True, sequence=True, makepath=True)
 
 
+def expire_session(hosts: str, session: tuple[int, bytes], timeout: float = 30.0) -> None:
+    """Expire a live session for real, on the server: a second client attaches to it (same id
+    and password), which moves the session onto its own connection, then closes it, which
+    ends the session. The first client is told SESSION_EXPIRED when it reconnects (kazoo:
+    LOST, then a new session). Blocking: run it in a thread from async tests."""
+    other = KazooClient(hosts=hosts, client_id=session, timeout=timeout)
+    other.start(timeout=timeout)
+    other.stop()
+    other.close()
+
+
 def java_available() -> bool:
     return shutil.which("java") is not None and any(
         os.path.exists(os.path.join(d, "zookeeper.jar")) for d in JAR_DIRS)
