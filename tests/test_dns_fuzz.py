@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import tracemalloc
 
+import dns.asyncquery
 import dns.message
 import dns.opcode
 import dns.rcode
@@ -17,10 +18,13 @@ from hypothesis import strategies as st
 from discoveryd.dns import resolver
 from discoveryd.dns.answers import MAX_UDP
 from discoveryd.dns.resolver import build_zone
+from discoveryd.dns.server import DnsServer
+from discoveryd.metrics import Metrics
 from discoveryd.settings import DnsSettings
 from tests import dns_contract
 from tests.dns_contract import check_against_query
 from tests.fakes.dns_packets import Packets, query
+from tests.fakes.upstream_dns import FakeUpstream
 from tests.test_dns_server import record_set
 
 RECORDS = record_set()
@@ -132,3 +136,21 @@ def test_a_flood_of_spellings_of_a_big_name_takes_bounded_memory(monkeypatch):
     finally:
         tracemalloc.stop()
     assert zone.hot and held < 8 << 20, f"{held / 2**20:.1f} MiB held"
+
+
+async def test_failed_forward_of_a_name_dnslib_refuses_gets_servfail():
+    """The fast path forwards names with non-UTF-8 labels; when no upstream answers, the
+    SERVFAIL must still go out (building it with dnslib raised, and the client got nothing)."""
+    upstream = await FakeUpstream(mode="drop").start()
+    srv = DnsServer(DnsSettings(listen=["127.0.0.1:0"], external=True, timeout=0.2,
+                                resolvers=[upstream.spec]), Metrics(), resolv_conf="/nonexistent")
+    await srv.start()
+    try:
+        srv.update(RECORDS)
+        q = dns.message.from_wire(query(b"\x03\xff\xfe\xfd\x07example\x00", qid=0x1234))
+        for ask in (dns.asyncquery.udp, dns.asyncquery.tcp):
+            r = await ask(q, "127.0.0.1", port=srv.addresses[0][1], timeout=10)
+            assert r.rcode() == dns.rcode.SERVFAIL and r.question == q.question
+    finally:
+        await srv.stop()
+        await upstream.stop()

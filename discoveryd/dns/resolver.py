@@ -398,8 +398,13 @@ def _count(names: dict[bytes, int], wire: bytes, domain_wire: bytes, delta: int)
 
 
 def failure_response(query: bytes, rcode: int, ra: bool) -> bytes:
-    """`rcode` (e.g. SERVFAIL when every upstream failed) echoing the query's question."""
-    rec = DNSRecord.parse(query)
-    reply = rec.reply(ra=int(ra), aa=0)
-    reply.header.rcode = rcode
-    return bytes(reply.pack())
+    """`rcode` (e.g. SERVFAIL when every upstream failed) to a forwarded `query`, echoing
+    its question when that is one plain name. Built from the bytes: dnslib refuses names
+    the fast path takes (labels that are not UTF-8), and raising here lost the answer."""
+    end = 12
+    while end < len(query) and 0 < query[end] < 64:
+        end += query[end] + 1
+    plain = query[4:6] == b"\x00\x01" and end + 5 <= len(query) and query[end] == 0
+    question = query[12:end + 5] if plain else b""
+    flags = bytes((0x80 | query[2] & 0x79, (0x80 if ra else 0) | query[3] & 0x10 | rcode))
+    return query[:2] + flags + struct.pack(">HHHH", 1 if question else 0, 0, 0, 0) + question
