@@ -15,8 +15,8 @@ import dns.message
 import dns.opcode
 import dns.rcode
 
-from discoveryd.dns.answers import MAX_UDP
-from discoveryd.dns.resolver import FORWARD, Zone
+from discoveryd.dns.answers import MAX_UDP, SERVFAIL
+from discoveryd.dns.resolver import FORWARD, Zone, failure_response
 
 RCODES = {"NOERROR", "FORMERR", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS"}
 
@@ -28,8 +28,10 @@ def check_contract(zone: Zone, data: bytes, tcp: bool) -> dns.message.Message | 
     out, _, rcode = zone.answer(data, tcp)
     if len(data) < 12 or data[2] & 0x80:
         assert out is None, "a response or a headerless packet must never be answered"
-    if out is FORWARD:
+    if out is FORWARD:  # and when no upstream answers, this goes back:
         assert zone.external and not rcode.lower().endswith(".mesos."), rcode
+        servfail = dns.message.from_wire(failure_response(data, SERVFAIL, ra=True))
+        assert servfail.id == struct.unpack(">H", data[:2])[0] and servfail.rcode() == SERVFAIL
         return None
     if out is None:
         assert rcode == "dropped"
