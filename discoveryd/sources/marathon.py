@@ -144,7 +144,7 @@ class MarathonSource:
                 # that asked for this fetch are not announced again. Events meanwhile do
                 # not make a failing Marathon answer more often than the back-off.
                 failures += 1
-                await asyncio.sleep(self._backoff(failures))
+                await asyncio.sleep(min(self._backoff(failures), self.settings.refresh_seconds))
             self._fetch_wanted.clear()
             ok = await self.fetch_once()
             if not self.settings.events:
