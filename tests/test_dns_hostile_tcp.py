@@ -55,13 +55,13 @@ async def test_trickling_client_is_closed_after_the_idle_timeout(server):
 
 
 async def test_active_client_outlives_the_idle_timeout(server):
-    server.tcp_idle_timeout = 1.0
+    server.tcp_idle_timeout = 2.0
     reader, writer = await asyncio.open_connection(*server.addresses[0])
-    for i in range(4):  # a query every 0.6 s for 2.4 s: longer than the timeout
+    for i in range(6):  # a query every 0.5 s for 2.5 s: longer than the timeout
         writer.write(framed("web.marathon.mesos."))
         assert {rr.to_text() for rr in (await read_answer(reader)).answer[0]} == set(WEB_IPS)
-        if i < 3:
-            await asyncio.sleep(0.6)  # the client's pace, not synchronisation
+        if i < 5:
+            await asyncio.sleep(0.5)  # the client's pace, not synchronisation
     assert await closed(reader)  # and once it stops asking, it is closed
     writer.close()
 
