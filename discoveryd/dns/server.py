@@ -27,7 +27,7 @@ from discoveryd.settings import DnsSettings, split_host_port
 
 log = logging.getLogger("discoveryd.dns")
 
-TCP_IDLE_TIMEOUT = 10.0  # seconds without a whole query before a TCP connection is closed
+TCP_IDLE_TIMEOUT = 10.0  # seconds with no whole query and no answer taken: the connection closes
 MAX_TCP_CONNECTIONS = 256  # beyond this, the least recently active connection is closed
 TCP_HIGH_WATER = 64 << 10  # bytes of unread answers per connection before its queries wait
 MAX_FORWARDS = 1024  # concurrent forwarded queries; beyond this, SERVFAIL at once
