@@ -153,18 +153,31 @@ async def serve(path: str, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     daemon = Daemon(settings)
     stop = asyncio.Event()
+    exit_code = 0
     reloading: set[asyncio.Task[None]] = set()
+    # One reload at a time: a burst of SIGHUPs must not interleave two stop/start sequences
+    # (two DNS servers racing for one port). Each reads the file when its turn comes.
+    one_at_a_time = asyncio.Lock()
 
     async def reload() -> None:
-        try:
-            new, warnings = load_settings(path)
-        except ConfigError as e:
-            log.error("config_reload_rejected %s; keeping the running configuration", e)
-            return
-        for w in warnings:
-            log.warning("config_warning %s", w)
-        setup_logging(new.logging.level, new.logging.format)
-        await daemon.reload(new)
+        nonlocal exit_code
+        async with one_at_a_time:
+            try:
+                new, warnings = load_settings(path)
+            except ConfigError as e:
+                log.error("config_reload_rejected %s; keeping the running configuration", e)
+                return
+            for w in warnings:
+                log.warning("config_warning %s", w)
+            try:
+                applied = await daemon.reload(new)
+            except OSError as e:  # not even the previous configuration starts again
+                log.error("config_restore_failed %s; exiting", e)
+                exit_code = 1
+                stop.set()
+                return
+            if applied:
+                setup_logging(new.logging.level, new.logging.format)
 
     def on_hup() -> None:
         task = loop.create_task(reload())
@@ -184,7 +197,11 @@ async def serve(path: str, settings: Settings) -> int:
     log.info("stopping")
     try:
         async with asyncio.timeout(4.0):
+            # A reload half-way through would start components after stop(): end it first.
+            for task in list(reloading):
+                task.cancel()
+            await asyncio.gather(*reloading, return_exceptions=True)
             await daemon.stop()
     except TimeoutError:
         log.warning("stop_timeout some components did not stop in time")
-    return 0
+    return exit_code

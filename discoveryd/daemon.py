@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aiohttp import web
@@ -45,6 +45,16 @@ def sd_notify(message: str) -> None:
         path = "\0" + path[1:]
     with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
         s.sendto(message.encode(), path)
+
+
+@contextlib.contextmanager
+def _naming(key: str, value: object) -> Iterator[None]:
+    """Re-raise a bind error with the setting behind it: "[Errno 98] Address already in
+    use" alone does not tell the operator which address to fix."""
+    try:
+        yield
+    except OSError as e:
+        raise OSError(e.errno, f"{key} {value}: {e.strerror or e}") from e
 
 
 class Daemon:
@@ -87,7 +97,8 @@ class Daemon:
             self.dns = DnsServer(s.dns, m, reuse_port=s.dns.workers > 1)
             if self.record_set is not None:
                 self.dns.update(self.record_set)
-            await self.dns.start()
+            with _naming("dns.listen", s.dns.listen):
+                await self.dns.start()
             if s.dns.workers > 1:
                 from discoveryd.dns.workers import DnsWorkers
 
@@ -113,7 +124,8 @@ class Daemon:
             self.haproxy = HAProxyPipeline(s.haproxy, self.store, m)
             self._spawn(self.haproxy.run(), "haproxy")
         if s.http.listen:
-            await self._start_http(s.http.listen)
+            with _naming("http.listen", s.http.listen):
+                await self._start_http(s.http.listen)
         self._spawn(self._notify_ready(), "sd_notify")
         log.info("started dns=%s mesos=%s marathon=%s haproxy=%s http=%s",
                  bool(self.dns), bool(self.mesos), bool(self.marathon), bool(self.haproxy),
@@ -138,13 +150,25 @@ class Daemon:
                 await close()
         self.dns = self.mesos = self.marathon = self.haproxy = None
 
-    async def reload(self, settings: Settings) -> None:
-        """Apply a new configuration; the cluster model (and so the records) is kept."""
+    async def reload(self, settings: Settings) -> bool:
+        """Apply a new configuration, keeping the cluster model (and so the records).
+        False when it could not start and the previous configuration runs again."""
         sd_notify("RELOADING=1")
+        old = self.settings
         await self.stop()
         self.settings = settings
-        await self.start()
+        try:
+            await self.start()
+        except OSError as e:
+            # A file can be valid and still unusable (an address taken or not local): go
+            # back to the running configuration rather than stay up serving nothing.
+            log.error("config_reload_failed %s; restoring the previous configuration", e)
+            await self.stop()
+            self.settings = old
+            await self.start()
+            return False
         log.info("config_reloaded")
+        return True
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)

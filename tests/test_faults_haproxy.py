@@ -57,6 +57,9 @@ async def daemon(tmp_path: Path, cluster: SimCluster, validator: SwitchedCommand
         add(cluster, "/web")
         await eventually(lambda: has_backend(tmp_path, "/web"), DEADLINE, what="first install")
         await eventually(lambda: r.addresses("web.marathon.mesos."), DEADLINE, what="web in DNS")
+        if reloader is not None:  # and loaded, so no reload is in flight when a test begins
+            await eventually(lambda: at_least(r, 1, RELOADS, result="ok"), DEADLINE,
+                             what="first reload")
         yield r
     finally:
         await r.daemon.stop()
@@ -169,8 +172,8 @@ async def test_hung_validation_is_killed_and_the_pipeline_goes_on(
             # DNS answers while the validator hangs (and while it is killed).
             assert await r.addresses("web.marathon.mesos."), "DNS stopped answering"
             assert time.monotonic() - started < DEADLINE, "hung validation never killed"
-        hung = [pid for pid, mode in validator.calls() if mode == "hang"]
-        assert len(hung) == 1, "a hung validation must not be followed by more (bisection)"
+        # A hang says nothing about the file: no bisection (each step another timeout).
+        assert not [args for _, _, args in validator.calls() if ".bisect" in args]
         await eventually(lambda: not still_running(validator.pids()), DEADLINE,
                          what="the validator and its child killed")
         assert live(tmp_path) == before and await haproxy_accepts(tmp_path / "haproxy.cfg")
@@ -198,8 +201,9 @@ async def reload_fault_then_retry(r: Running, tmp_path: Path, cluster: SimCluste
     add(cluster, app_id)
     await eventually(lambda: at_least(r, errors + 1, RELOADS, result="error"), DEADLINE,
                      what=f"{fault} reload counted as an error")
-    # The validated file is installed; only HAProxy has not loaded it yet.
-    assert has_backend(tmp_path, app_id)
+    # The validated file is installed; only HAProxy has not loaded it yet. (The error may
+    # be that of an intermediate state: the app first appears without its task.)
+    await eventually(lambda: has_backend(tmp_path, app_id), DEADLINE, what="installed")
     assert await haproxy_accepts(tmp_path / "haproxy.cfg")
     await eventually(lambda: not still_running(reloader.pids()), DEADLINE,
                      what="no reload command left running")

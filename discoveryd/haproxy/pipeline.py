@@ -4,13 +4,15 @@ Latest wins: a burst of store changes costs one render, and reloads are at least
 `min_reload_interval` apart. Every failure keeps the last good file in force: an
 invalid candidate never touches the live file, and the apps that broke it are found
 by bisection and left out. A failed reload is retried (against what HAProxy last
-loaded, not what the file holds).
+loaded, not what the file holds), also across restarts: a marker file next to the live
+file stands for "installed, not yet loaded by HAProxy".
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -48,6 +50,7 @@ class HAProxyPipeline:
         self._installed: str | None = None  # text of the live file, installed by us
         self._loaded: str | None = None  # text HAProxy last loaded successfully
         self._loaded_known = False
+        self._reload_pending = False  # the marker file exists: a reload has yet to succeed
         self._view: HAProxyView | None = None
         self._excluded: list[str] = []
         self._skipped: list[Skipped] = []
@@ -128,8 +131,7 @@ class HAProxyPipeline:
             self._metrics.haproxy_render_seconds.observe(time.perf_counter() - started)
             self._note_skipped(skipped)
             if not self._loaded_known:
-                self._loaded = self._installed = await asyncio.to_thread(
-                    files.read_file, self.settings.config_path)
+                self._installed, self._loaded = await asyncio.to_thread(self._read_live)
                 self._loaded_known = True
             if force or text != self._rendered or self._installable is None:
                 installable = await self._validated(view, text)
@@ -137,6 +139,11 @@ class HAProxyPipeline:
             if self._installable is None:
                 return False
             if self._installable != self._installed:
+                if self.settings.reload_command is not None and not self._reload_pending:
+                    # Before the rename: a stop (or crash) between it and the reload must
+                    # not let the next start believe HAProxy runs the new file.
+                    await asyncio.to_thread(files.write_file, self._pending_marker, "")
+                    self._reload_pending = True
                 await asyncio.to_thread(self._install, self._installable)
                 self._installed = self._installable
                 log.info("haproxy_installed path=%s backends=%d", self.settings.config_path,
@@ -150,6 +157,24 @@ class HAProxyPipeline:
     @property
     def _candidate(self) -> str:
         return files.candidate_path(self.settings.config_path)
+
+    @property
+    def _pending_marker(self) -> str:
+        return files.candidate_path(self.settings.config_path, "reload-pending")
+
+    def _read_live(self) -> tuple[str | None, str | None]:
+        """(installed, loaded) at start-up. HAProxy is taken to run the live file, so a
+        restart that renders the same text does not reload it; unless the marker says a
+        reload of that file never completed (discoveryd was stopped in the middle)."""
+        self._reload_pending = os.path.exists(self._pending_marker)
+        live = files.read_file(self.settings.config_path)
+        return live, None if self._reload_pending else live
+
+    async def _mark_loaded(self) -> None:
+        self._loaded = self._installed
+        if self._reload_pending:
+            await asyncio.to_thread(files.remove_quietly, self._pending_marker)
+            self._reload_pending = False
 
     def _install(self, text: str) -> None:
         files.write_file(self._candidate, text)
@@ -222,7 +247,7 @@ class HAProxyPipeline:
     async def _maybe_reload(self, force: bool) -> bool:
         command = self.settings.reload_command
         if command is None or (self._installed == self._loaded and not force):
-            self._loaded = self._installed
+            await self._mark_loaded()
             self._succeeded()
             return True
         if self.settings.server_state_file:
@@ -236,7 +261,7 @@ class HAProxyPipeline:
             log.error("haproxy_reload_failed output=%r", output[-500:])
             return False
         log.info("haproxy_reloaded")
-        self._loaded = self._installed
+        await self._mark_loaded()
         self._succeeded()
         return True
 

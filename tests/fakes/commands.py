@@ -32,14 +32,14 @@ class SwitchedCommand:
         children = shlex.quote(str(self.dir / "children"))
         self.path.write_text(f"""#!/bin/sh
 mode=$(cat {mode})
-echo "$$ $mode start" >> {calls}
+echo "$$ $mode start $*" >> {calls}
 case "$mode" in
   fail) echo "simulated failure" >&2; exit 1 ;;
   fail-once) echo ok > {mode}; echo "simulated failure" >&2; exit 1 ;;
   hang) sleep 600 & echo "$!" >> {children}; wait; exit 0 ;;
   slow) sleep {slow_seconds} & echo "$!" >> {children}; wait ;;
 esac
-echo "$$ $mode run" >> {calls}
+echo "$$ $mode run $*" >> {calls}
 exec {ok_command}
 """)
         self.path.chmod(0o755)
@@ -57,12 +57,14 @@ exec {ok_command}
         assert mode in MODES, mode
         self.mode_file.write_text(mode + "\n")
 
-    def calls(self, stage: str = "start") -> list[tuple[int, str]]:
-        """(pid, mode) of every run that reached `stage` (start, or run: past the fault)."""
+    def calls(self, stage: str = "start") -> list[tuple[int, str, str]]:
+        """(pid, mode, arguments) of every run that reached `stage` (start, or run: past
+        the fault)."""
         if not self.calls_file.exists():
             return []
-        rows = [line.split() for line in self.calls_file.read_text().splitlines()]
-        return [(int(r[0]), r[1]) for r in rows if len(r) == 3 and r[2] == stage]
+        rows = [line.split(" ", 3) for line in self.calls_file.read_text().splitlines()]
+        return [(int(r[0]), r[1], r[3] if len(r) > 3 else "") for r in rows
+                if len(r) >= 3 and r[2] == stage]
 
     def children(self) -> list[int]:
         """The `sleep` children of hanging or slow runs."""
@@ -71,7 +73,7 @@ exec {ok_command}
 
     def pids(self) -> list[int]:
         """Every script run and every child it started."""
-        return [pid for pid, _ in self.calls()] + self.children()
+        return [pid for pid, _, _ in self.calls()] + self.children()
 
 
 def running(pid: int) -> bool:
