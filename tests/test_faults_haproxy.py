@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from discoveryd.settings import Settings
 from discoveryd.sim.cluster import SimCluster
 from discoveryd.sim.marathon import app
 from tests.daemon_harness import Running, eventually, settings_for, start_daemon
@@ -42,17 +43,7 @@ async def daemon(tmp_path: Path, cluster: SimCluster, validator: SwitchedCommand
                  reloader: SwitchedCommand | None = None) -> AsyncIterator[Running]:
     """The whole daemon (DNS + HAProxy half) against the simulated cluster, with one app
     already installed: the starting point every fault is measured against."""
-    r = await start_daemon(settings_for(
-        mesos={"masters": [cluster.master.address], "refresh_seconds": 3600},
-        marathon={"urls": [cluster.marathon.url]},
-        haproxy={"config_path": str(tmp_path / "haproxy.cfg"), "bind_address": "127.0.0.1",
-                 "validate_command": f"{validator.path} {{path}}",
-                 "reload_command": str(reloader.path) if reloader else None,
-                 "validate_timeout": TIMEOUT, "reload_timeout": TIMEOUT,
-                 "min_reload_interval": 0, "http_port": free_port(),
-                 "https_port": free_port(), "appid_port": free_port(),
-                 "stats_port": free_port(), "stats_socket": str(tmp_path / "admin.sock")},
-    ))
+    r = await start_daemon(settings(tmp_path, cluster, validator, reloader))
     try:
         add(cluster, "/web")
         await eventually(lambda: has_backend(tmp_path, "/web"), DEADLINE, what="first install")
@@ -63,6 +54,20 @@ async def daemon(tmp_path: Path, cluster: SimCluster, validator: SwitchedCommand
         yield r
     finally:
         await r.daemon.stop()
+
+
+def settings(tmp_path: Path, cluster: SimCluster, validator: SwitchedCommand,  # noqa: F811
+             reloader: SwitchedCommand | None) -> Settings:
+    return settings_for(
+        mesos={"masters": [cluster.master.address], "refresh_seconds": 3600},
+        marathon={"urls": [cluster.marathon.url]},
+        haproxy={"config_path": str(tmp_path / "haproxy.cfg"), "bind_address": "127.0.0.1",
+                 "validate_command": f"{validator.path} {{path}}",
+                 "reload_command": str(reloader.path) if reloader else None,
+                 "validate_timeout": TIMEOUT, "reload_timeout": TIMEOUT,
+                 "min_reload_interval": 0, "http_port": free_port(),
+                 "https_port": free_port(), "appid_port": free_port(),
+                 "stats_port": free_port(), "stats_socket": str(tmp_path / "admin.sock")})
 
 
 def add(cluster: SimCluster, app_id: str, port: int | None = None) -> None:  # noqa: F811
@@ -213,6 +218,31 @@ async def reload_fault_then_retry(r: Running, tmp_path: Path, cluster: SimCluste
                      what=f"retry after a {fault} reload")
     assert len(reloader.calls("run")) == ran + 1
     assert (await state(r))["last_reload"]["ok"] is True
+
+
+async def test_a_reload_cut_short_by_a_stop_is_redone_by_the_next_start(
+        tmp_path: Path, cluster: SimCluster) -> None:  # noqa: F811
+    """The file was installed but HAProxy never loaded it: a restart that renders the same
+    text must still reload, or HAProxy would run the old configuration indefinitely."""
+    validator = SwitchedCommand(tmp_path, "validate", 'haproxy -c -f "$1"')
+    reloader = SwitchedCommand(tmp_path, "reload", "true")
+    async with daemon(tmp_path, cluster, validator, reloader) as r:
+        reloader.set("hang")
+        add(cluster, "/api")
+        await eventually(reloader.children, DEADLINE, what="reload under way")
+        await r.daemon.stop()  # as on SIGTERM
+        same = r.daemon.settings
+    assert has_backend(tmp_path, "/api") and not still_running(reloader.pids())
+    reloader.set("ok")
+    ran = len(reloader.calls("run"))
+    r = await start_daemon(same)
+    try:
+        await eventually(lambda: at_least(r, 1, RELOADS, result="ok"), DEADLINE,
+                         what="the interrupted reload redone")
+        assert len(reloader.calls("run")) == ran + 1
+        assert not (tmp_path / ".haproxy.cfg.reload-pending").exists()
+    finally:
+        await r.daemon.stop()
 
 
 async def occupy(port: int) -> socket.socket:
