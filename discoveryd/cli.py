@@ -28,6 +28,11 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+# Rebuilding records, answers and haproxy.cfg allocates hundreds of thousands of small,
+# acyclic objects; the default gen-0 threshold (700) makes the GC rescan them constantly.
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="discoveryd", description="Mesos/Marathon service discovery: DNS + HAProxy.")
     p.add_argument("--version", action="version", version=f"discoveryd {__version__}")
@@ -147,9 +152,7 @@ async def serve(path: str, settings: Settings) -> int:
     """Run the daemon until SIGTERM/SIGINT; SIGHUP re-reads `path`."""
     from discoveryd.daemon import Daemon
 
-    # Rebuilding records, answers and haproxy.cfg allocates hundreds of thousands of small,
-    # acyclic objects; the default gen-0 threshold (700) makes the GC rescan them constantly.
-    gc.set_threshold(100_000, 50, 100)
+    gc.set_threshold(*GC_THRESHOLDS)
     loop = asyncio.get_running_loop()
     daemon = Daemon(settings)
     stop = asyncio.Event()

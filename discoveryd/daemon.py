@@ -116,7 +116,8 @@ class Daemon:
             from discoveryd.sources.marathon import MarathonSource
 
             refresh: Callable[[], None] | None = self.mesos.request_refresh if self.mesos else None
-            self.marathon = MarathonSource(s.marathon, self.store, m, on_task_change=refresh)
+            self.marathon = MarathonSource(s.marathon, self.store, m, on_task_change=refresh,
+                                          stall_timeout=s.marathon.stall_timeout)
             self._spawn(self.marathon.run(), "marathon")
         if self.haproxy_enabled:
             from discoveryd.haproxy.pipeline import HAProxyPipeline

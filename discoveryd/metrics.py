@@ -207,7 +207,7 @@ class Metrics:
             ["reason"], registry=r)
         self.haproxy_skipped_apps = Gauge(
             "discoveryd_haproxy_skipped_apps", "1 for each app with a port left out of the last "
-            "render (bounded by the number of apps).", ["app_id"], registry=r)
+            "render, by a bad label or by failing validation (bounded by the number of apps).", ["app_id"], registry=r)
         # Freshness
         self.last_update = Gauge(
             "discoveryd_last_update_timestamp_seconds",

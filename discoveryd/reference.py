@@ -31,6 +31,7 @@ HELP = {
     "marathon.refresh_seconds": "full re-sync interval even while events flow",
     "marathon.timeout": "seconds for one Marathon request",
     "marathon.auth": "`user:password` for HTTP basic auth (redacted in `/v1/config` and logs)",
+    "marathon.stall_timeout": "seconds without a byte on `/v2/events` (events or keep-alives) before the stream is reopened and re-synced (addition)",
     "dns.enabled": "serve DNS",
     "dns.domain": "the authoritative domain",
     "dns.listen": "addresses served on UDP and TCP; IPv6 as `[::]:53`",
@@ -45,6 +46,8 @@ HELP = {
     "dns.soa.minttl": "SOA minimum TTL (negative caching)",
     "dns.workers": "processes answering queries on the same sockets (SO_REUSEPORT); one per "
                    "spare core raises the query rate (addition)",
+    "dns.tcp_idle_timeout": "seconds a TCP client may go without sending a whole query or taking an answer before it is closed (addition)",
+    "dns.max_tcp_connections": "TCP connections kept open; a new one beyond it closes the least recently active (addition)",
     "haproxy.enabled": "render haproxy.cfg (only when `marathon.urls` is set)",
     "haproxy.group": "serve apps whose `HAPROXY_GROUP` matches; `*` = every app",
     "haproxy.config_path": "the live haproxy.cfg; candidates are written next to it",

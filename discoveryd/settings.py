@@ -171,6 +171,7 @@ class MarathonSettings(_Section):
     refresh_seconds: float = Field(60, gt=0)
     timeout: float = Field(5, gt=0)
     auth: str | None = None  # "user:password" for HTTP basic auth; never shown by /v1/config
+    stall_timeout: float = Field(60, gt=0)  # addition: a stream silent this long is reopened
 
     @field_validator("auth")
     @classmethod
@@ -200,6 +201,9 @@ class DnsSettings(_Section):
     timeout: float = Field(5, gt=0)
     soa: SoaSettings = SoaSettings()
     workers: int = Field(1, ge=1, le=64)  # processes answering queries (SO_REUSEPORT)
+    # Additions: what one TCP client may hold (slow-loris clients must not starve others).
+    tcp_idle_timeout: float = Field(10, gt=0)
+    max_tcp_connections: int = Field(256, ge=1)
 
     @field_validator("domain")
     @classmethod
@@ -403,8 +407,5 @@ def load_settings(path: str | Path) -> tuple[Settings, list[str]]:
     except RecursionError:  # both parsers recurse per nesting level
         raise ConfigError(f"{path}: (top level): lists or mappings nested too deeply") from None
     if data is None:
-        # An empty (or all-comment) file is more often a failed template render than a
-        # wish for the defaults, which listen on 0.0.0.0:53 and know no master.
-        raise ConfigError(f"{path}: (top level): the file is empty; write {{}} to run with "
-                          "every default")
+        data = {}  # an empty or all-comment file sets no key: every default (CONTRACT 2)
     return parse_settings(data)

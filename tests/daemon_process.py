@@ -2,7 +2,8 @@
 
 Its JSON log lines are read as they come, so a test can wait for an event instead of
 sleeping; `get` has the shape of `daemon_harness.Running.get` (and so works with
-`tests.scrape.sample`).
+`tests.scrape.sample`). What only a real process shows is read from /proc: a crash (it
+exits), its memory (VmRSS), its CPU time and the sockets it holds.
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ import dns.exception
 import dns.message
 import yaml
 
+from discoveryd.sim.mesos_master import SimMesosMaster
+from tests.daemon_harness import eventually
+from tests.fakes.ports import free_port
+
 
 class DaemonProcess:
     def __init__(self, config: Path, doc: dict[str, Any]) -> None:
         self.config = config
         self.doc = doc  # where to reach it: the addresses of the first config
         self.logs: list[dict[str, Any]] = []
+        self.lines: list[str] = []  # raw stderr, for "no traceback" checks
         self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self.write(doc)
@@ -57,10 +63,30 @@ class DaemonProcess:
         assert self.proc is not None and self.proc.stderr is not None
         async for raw in self.proc.stderr:
             line = raw.decode(errors="replace").strip()
+            self.lines.append(line)
             try:
                 self.logs.append(json.loads(line))
             except json.JSONDecodeError:
                 self.logs.append({"event": "unstructured", "level": "?", "msg": line})
+
+    @classmethod
+    async def for_master(cls, workdir: Path, master: SimMesosMaster,
+                         ready_name: str = "leader.mesos") -> DaemonProcess:
+        """The DNS half alone following `master`, on free ports, once `ready_name` resolves."""
+        doc = {"mesos": {"masters": [master.address], "refresh_seconds": 1},
+               "dns": {"listen": [f"127.0.0.1:{free_port()}"], "external": False},
+               "http": {"listen": f"127.0.0.1:{free_port()}"},
+               "haproxy": {"enabled": False}, "logging": {"format": "json", "level": "info"}}
+        daemon = await cls(workdir / "discoveryd.yaml", doc).start()
+        try:
+            await eventually(lambda: daemon.resolves(ready_name), timeout=60, what="dns up")
+        except BaseException:
+            await daemon.kill()
+            raise
+        return daemon
+
+    def log_text(self) -> str:
+        return "\n".join(self.lines)
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.logs if e.get("event") == name]
@@ -90,6 +116,35 @@ class DaemonProcess:
         except (dns.exception.Timeout, OSError):
             return None
 
+    async def resolves(self, name: str) -> bool:
+        r = await self.query(name)
+        return r is not None and bool(r.answer)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    def sockets(self) -> int:
+        """Sockets the process holds open (listening ones and connections)."""
+        count = 0
+        for fd in Path(f"/proc/{self.pid}/fd").iterdir():
+            try:
+                count += os.readlink(fd).startswith("socket:")
+            except OSError:  # closed while we looked
+                pass
+        return count
+
     async def signal_delivered(self, sig: int) -> None:
         """Send `sig` and wait until the kernel has handed it over: a second one sent
         while the first is still pending would merge with it."""
@@ -111,7 +166,8 @@ class DaemonProcess:
         """Send `sig` and wait for the exit: (exit code, seconds it took)."""
         assert self.proc is not None
         started = time.monotonic()
-        self.proc.send_signal(sig)
+        if self.alive:  # a crashed daemon has nothing left to signal
+            self.proc.send_signal(sig)
         code = await asyncio.wait_for(self.proc.wait(), timeout)
         elapsed = time.monotonic() - started
         if self._reader is not None:

@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import re
 import shutil
-import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import dns.rcode
 import dns.rdatatype
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from discoveryd.haproxy.oneshot import render_command
@@ -30,6 +26,7 @@ from discoveryd.settings import Settings
 from discoveryd.sim.cluster import SimCluster, mesos_task_name
 from discoveryd.sim.marathon import SimMarathon, app
 from tests.daemon_harness import Running, eventually, settings_for, start_daemon
+from tests.daemon_process import DaemonProcess
 from tests.fakes.ports import free_port
 
 HAPROXY = shutil.which("haproxy")
@@ -66,53 +63,37 @@ def srv_name(app_id: str) -> str:
 class ProcessRunning(Running):
     """`discoveryd run` as a real process, asked through Running's DNS and HTTP helpers."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, dns_port: int, http_port: int) -> None:
+    def __init__(self, process: DaemonProcess) -> None:
         self.daemon = None  # type: ignore[assignment]
-        self.proc, self._dns_port, self._http_port = proc, dns_port, http_port
+        self.process = process
 
     @property
     def dns_port(self) -> int:
-        return self._dns_port
+        return self.process.dns_port
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self._http_port}"
+        return self.process.http
 
     def rss_mib(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-        return kib / 1024
+        return self.process.rss_kib() / 1024
 
     async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+        try:
+            await self.process.stop(timeout=10)
+        finally:
+            await self.process.kill()
 
 
 async def start_process(settings: Settings, workdir: Path) -> ProcessRunning:
-    dns_port, http_port = free_port(), free_port()
     doc = settings.model_dump(mode="json")
-    doc["dns"]["listen"], doc["http"]["listen"] = [f"127.0.0.1:{dns_port}"], \
-        f"127.0.0.1:{http_port}"
-    config = workdir / "discoveryd.yaml"
-    config.write_text(yaml.safe_dump(doc))
-    with open(workdir / "daemon.log", "ab") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "discoveryd", "run", "--config", str(config),
-            stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    running = ProcessRunning(proc, dns_port, http_port)
+    doc["dns"]["listen"], doc["http"]["listen"] = [f"127.0.0.1:{free_port()}"], \
+        f"127.0.0.1:{free_port()}"
+    running = ProcessRunning(await DaemonProcess(workdir / "discoveryd.yaml", doc).start())
 
     async def answers() -> bool:
-        assert proc.returncode is None, (workdir / "daemon.log").read_text()[-3000:]
-        try:
-            return (await running.get("/health"))[0] == 200
-        except OSError:
-            return False
+        assert running.process.alive, running.process.log_text()[-3000:]
+        return (await running.process.get("/health"))[0] == 200
 
     await eventually(answers, timeout=30, interval=0.1, what="discoveryd run answering")
     return running
@@ -252,7 +233,7 @@ class Rig:
 @contextlib.asynccontextmanager
 async def fault_rig(tmp_path: Path, *, version: str = "1.5", apps: int = 6,
                     min_reload_interval: float = 0.5, process: bool = False,
-                    ) -> AsyncIterator[Rig]:
+                    stall_timeout: float = 60.0) -> AsyncIterator[Rig]:
     """A converged rig: Marathon (1.4 or 1.5 shapes) with `apps` apps, Mesos following it,
     a daemon whose only way to learn of changes is the Marathon source under test
     (both refresh intervals are an hour)."""
@@ -265,7 +246,8 @@ async def fault_rig(tmp_path: Path, *, version: str = "1.5", apps: int = 6,
     cluster.sync()
     settings = settings_for(
         mesos={"masters": [cluster.master.address], "refresh_seconds": 3600},
-        marathon={"urls": [cluster.marathon.url], "refresh_seconds": 3600},
+        marathon={"urls": [cluster.marathon.url], "refresh_seconds": 3600,
+                  "stall_timeout": stall_timeout},
         haproxy={"config_path": str(tmp_path / "haproxy.cfg"), "bind_address": "127.0.0.1",
                  "validate_command": "haproxy -c -f {path}",
                  "reload_command": f"echo reload >> {tmp_path / 'reloads'}",

@@ -256,8 +256,6 @@ def test_bad_values_named_escaped_on_one_line(text: str, expected: str, tmp_path
 # --- files that are not a config at all --------------------------------------------------
 
 BROKEN = [
-    ("empty", b"", "(top level): the file is empty"),
-    ("comments only", b"# all defaults, please\n", "(top level): the file is empty"),
     ("a list", b"- dns\n- haproxy\n", "(top level): expected a mapping of sections, got a list"),
     ("a scalar", b"just some text\n", "(top level): expected a mapping of sections, got a string"),
     ("bad syntax", b"dns:\n  ttl: 60\n  listen: [a\nhttp: {}\n", "line 4: invalid YAML"),
@@ -280,6 +278,18 @@ def test_broken_file(name: str, content: bytes, expected: str, tmp_path: Path, c
     p.write_bytes(content)
     message = assert_one_line(*run_inprocess(["check-config", str(p)], capsys))
     assert message.startswith(f"{p}: {expected}") or message.startswith(expected), message
+
+
+@pytest.mark.parametrize("content", [b"", b"# all defaults, please\n"], ids=["empty", "comments"])
+def test_a_file_setting_no_key_means_every_default(content: bytes, tmp_path: Path,
+                                                    capsys) -> None:
+    """CONTRACT 2: every key is optional, so a file that sets none is the defaults."""
+    p = tmp_path / "discoveryd.yaml"
+    p.write_bytes(content)
+    with pytest.raises(SystemExit) as e:
+        main(["check-config", str(p)])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "ttl: 60" in out and "domain: mesos" in out, out
 
 
 def test_utf8_byte_order_mark_is_accepted(tmp_path: Path, capsys) -> None:

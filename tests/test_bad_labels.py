@@ -421,6 +421,9 @@ async def test_daemon_leaves_hostile_apps_out_and_keeps_serving(tmp_path: Path, 
             _, metrics = await r.get("/metrics")
             assert 'discoveryd_haproxy_skipped_apps{app_id="/evil/vhost"} 1.0' in metrics
             assert 'discoveryd_haproxy_skipped_total{reason="bad_vhost"} 1.0' in metrics
+            # An app left out by bisection is named by the same metric.
+            assert 'discoveryd_haproxy_skipped_apps{app_id="/evil/bind"} 1.0' in metrics
+            assert 'discoveryd_haproxy_skipped_total{reason="validation_failed"} 1.0' in metrics
             _, state = await r.get("/v1/state")
             assert state["haproxy"]["excluded_apps"] == ["/evil/bind"]
             messages = [rec.getMessage() for rec in caplog.records]

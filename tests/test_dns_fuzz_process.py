@@ -28,7 +28,7 @@ from discoveryd.sim.cluster import mesos_state_from_marathon
 from discoveryd.sim.marathon import SimMarathon, app
 from discoveryd.sim.mesos_master import SimMesosMaster
 from tests.daemon_harness import eventually
-from tests.fakes.daemon_process import DaemonProcess
+from tests.daemon_process import DaemonProcess
 from tests.fakes.dns_hostile import UdpBlaster, tcp_session
 from tests.fakes.dns_packets import PROBE_IDS, Packets, tcp_frame
 
@@ -173,7 +173,7 @@ async def fuzz_daemon(tmp_path):
     state, sim = fuzz_cluster()
     master = SimMesosMaster(state)
     await master.start()
-    daemon = await DaemonProcess.start(tmp_path, master, ready_name="fuzz.marathon.mesos")
+    daemon = await DaemonProcess.for_master(tmp_path, master, ready_name="fuzz.marathon.mesos")
     yield daemon, sim
     await daemon.stop()
     await master.stop()
@@ -204,9 +204,9 @@ async def test_hundred_thousand_hostile_packets(fuzz_daemon):
             check(r.to_wire(), tcp_probe)
     assert rss - warm_rss < RSS_GROWTH_LIMIT_KIB
     await eventually(lambda: daemon.sockets() <= sockets, timeout=30, what="connections closed")
-    log = daemon.log.read_text()
+    log = daemon.log_text()
     assert "dns_query_failed" not in log and "Traceback" not in log
-    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{daemon.http_port}/metrics") as resp:
+    async with aiohttp.ClientSession() as s, s.get(daemon.http + "/metrics") as resp:
         metrics = await resp.text()
     for transport in ("udp", "tcp"):
         assert f'discoveryd_dns_malformed_queries_total{{transport="{transport}"}}' in metrics

@@ -18,7 +18,7 @@ from discoveryd.dns.server import DnsServer
 from discoveryd.metrics import Metrics
 from discoveryd.settings import DnsSettings
 from tests.daemon_harness import eventually
-from tests.fakes.daemon_process import DaemonProcess
+from tests.daemon_process import DaemonProcess
 from tests.fakes.dns_hostile import slow_loris, tcp_session
 from tests.fakes.dns_packets import tcp_frame
 from tests.fakes.upstream_dns import FakeUpstream
@@ -159,7 +159,8 @@ async def test_slow_reader_gets_every_answer(server):
     writer.close()
 
 
-CROWD = 300  # more than MAX_TCP_CONNECTIONS
+IDLE, CAP = DnsSettings().tcp_idle_timeout, DnsSettings().max_tcp_connections  # the defaults
+CROWD = 300  # more than CAP
 
 
 @pytest.mark.long
@@ -168,14 +169,14 @@ async def test_slow_loris_crowd_against_the_daemon(master, tmp_path):
     """300 connections that send nothing or a byte every 2 s: the daemon holds at most
     MAX_TCP_CONNECTIONS, closes the rest within the idle timeout, and answers valid
     queries over UDP and fresh TCP connections promptly all along."""
-    daemon = await DaemonProcess.start(tmp_path, master)
+    daemon = await DaemonProcess.for_master(tmp_path, master)
     try:
         base, port = daemon.sockets(), daemon.dns_port
         trickle = framed("liquor-store.marathon.mesos.")
         crowd = [asyncio.create_task(slow_loris(port, trickle if i % 2 else b"", interval=2.0,
                                                 limit=60)) for i in range(CROWD)]
         held, latencies = 0, []
-        until = time.monotonic() + server_module.TCP_IDLE_TIMEOUT + 2
+        until = time.monotonic() + IDLE + 2
         while time.monotonic() < until:
             held = max(held, daemon.sockets() - base)
             for ask in (dns.asyncquery.udp, dns.asyncquery.tcp):
@@ -189,11 +190,11 @@ async def test_slow_loris_crowd_against_the_daemon(master, tmp_path):
         print(f"\nslow-loris: at most {held} connections held; valid queries in at most "
               f"{max(latencies) * 1000:.0f} ms; crowd closed after "
               f"{min(closed_after):.1f}..{max(closed_after):.1f} s")
-        assert held <= server_module.MAX_TCP_CONNECTIONS + 4  # + the daemon's other sockets
+        assert held <= CAP + 4  # + the daemon's other sockets
         assert max(latencies) < 3.0
-        assert all(c is not None and c < server_module.TCP_IDLE_TIMEOUT + 10 for c in closed_after)
-        early = sum(c < server_module.TCP_IDLE_TIMEOUT - 2 for c in closed_after)
-        assert early >= CROWD - server_module.MAX_TCP_CONNECTIONS  # evicted by the cap
+        assert all(c is not None and c < IDLE + 10 for c in closed_after)
+        early = sum(c < IDLE - 2 for c in closed_after)
+        assert early >= CROWD - CAP  # evicted by the cap
         await eventually(lambda: daemon.sockets() <= base, timeout=30, what="sockets closed")
         assert daemon.alive
     finally:

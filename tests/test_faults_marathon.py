@@ -82,22 +82,6 @@ async def watching(rig: Rig, spare: frozenset[str]) -> AsyncIterator[Watch]:
     assert not watch.wrong, watch.wrong[:5]
 
 
-async def use_stall_timeout(rig: Rig, seconds: float) -> None:
-    """No setting exposes the source's stall timeout (60 s): set it, then reconnect so
-    the stream is read under it from its first byte."""
-    source = rig.daemon.marathon
-    source.stall_timeout = seconds
-    connects, fetches = rig.sim.event_connects, await _fetches(rig)
-    rig.sim.drop_streams()
-
-    async def resynced() -> bool:
-        # Reconnected, and its re-sync fetch done: later changes come only by the stream.
-        return (rig.sim.event_connects > connects and source.connected
-                and await _fetches(rig) > fetches)
-
-    await eventually(resynced, what="reconnected and re-synced")
-
-
 async def _fetches(rig: Rig, result: str = "ok") -> float:
     return await rig.metric("discoveryd_marathon_snapshot_fetches_total", {"result": result})
 
@@ -106,8 +90,7 @@ async def _fetches(rig: Rig, result: str = "ok") -> float:
 async def test_stalled_stream_is_replaced_and_missed_changes_recovered(tmp_path, caplog,
                                                                        version):
     caplog.set_level(logging.WARNING, logger="discoveryd.marathon")
-    async with fault_rig(tmp_path, version=version) as rig:
-        await use_stall_timeout(rig, STALL_TIMEOUT)
+    async with fault_rig(tmp_path, version=version, stall_timeout=STALL_TIMEOUT) as rig:
         spare = frozenset({"/faults/app0"})
         rng = random.Random(8)
         async with watching(rig, spare):

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from discoveryd.cli import GC_THRESHOLDS
 from discoveryd.sim.mesos_master import SimMesosMaster, running_task
 from tests.daemon_harness import Running, eventually, settings_for, start_daemon
 from tests.dns_probe import DnsProbe
@@ -151,7 +152,7 @@ def daemon_gc() -> Iterator[None]:
     full collections over a big state's objects come every few allocations bursts and each
     stops the loop for 0.5-0.8 s on a loaded machine; the daemon's thresholds make them rare."""
     old = gc.get_threshold()
-    gc.set_threshold(100_000, 50, 100)
+    gc.set_threshold(*GC_THRESHOLDS)
     yield
     gc.set_threshold(*old)
 

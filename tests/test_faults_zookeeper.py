@@ -140,9 +140,15 @@ async def test_zookeeper_down_30s_keeps_answering_then_follows_new_leader(
             await asyncio.to_thread(_only, zk_admin, zk, b)
         for p in probes:
             await eventually(lambda p=p: p.serves("m1"), timeout=60, what="new leader b")
+        # If a's node vanished with an expired session, ZooKeeper showed no leader until b
+        # re-registered, and the fallback daemon may have used its static masters meanwhile
+        # (serving b's state all the same): it must come back to ZooKeeper.
         for d in daemons:
-            _, state = await d.get("/v1/state")
-            assert state["leader"] == b.address and state["leader_source"] == "zk"
+            async def on_b_by_zk(d: Running = d) -> bool:
+                _, state = await d.get("/v1/state")
+                return state["leader"] == b.address and state["leader_source"] == "zk"
+
+            await eventually(on_b_by_zk, timeout=60, what="b followed through ZooKeeper")
     finally:
         for p in probes:
             await p.stop()

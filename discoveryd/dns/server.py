@@ -27,8 +27,6 @@ from discoveryd.settings import DnsSettings, split_host_port
 
 log = logging.getLogger("discoveryd.dns")
 
-TCP_IDLE_TIMEOUT = 10.0  # seconds with no whole query and no answer taken: the connection closes
-MAX_TCP_CONNECTIONS = 256  # beyond this, the least recently active connection is closed
 TCP_HIGH_WATER = 64 << 10  # bytes of unread answers per connection before its queries wait
 MAX_FORWARDS = 1024  # concurrent forwarded queries; beyond this, SERVFAIL at once
 UDP_RCVBUF = 4 << 20  # absorb bursts while the loop is busy
@@ -45,8 +43,10 @@ class DnsServer:
         self.resolv_conf = resolv_conf
         self.count_queries = count_queries  # False only to measure the counting's cost
         self.reuse_port = reuse_port  # lets several processes share the listen sockets
-        self.tcp_idle_timeout = TCP_IDLE_TIMEOUT
-        self.max_tcp_connections = MAX_TCP_CONNECTIONS
+        # A connection with no whole query and no answer taken for tcp_idle_timeout closes;
+        # beyond max_tcp_connections the least recently active one is closed.
+        self.tcp_idle_timeout = settings.tcp_idle_timeout
+        self.max_tcp_connections = settings.max_tcp_connections
         self.zone = Zone(settings, 0, ready=False)  # SERVFAIL for the domain until update()
         self.forwarder = Forwarder(settings.timeout, metrics)
         self._serial = 0

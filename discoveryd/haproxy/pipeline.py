@@ -53,6 +53,7 @@ class HAProxyPipeline:
         self._reload_pending = False  # the marker file exists: a reload has yet to succeed
         self._view: HAProxyView | None = None
         self._excluded: list[str] = []
+        self._gauged: set[str] = set()  # app ids with a discoveryd_haproxy_skipped_apps series
         self._skipped: list[Skipped] = []
         self._last_reload: dict[str, Any] = {}
         self._last_error: str | None = None
@@ -241,8 +242,12 @@ class HAProxyPipeline:
         return result.ok
 
     def _set_view(self, view: HAProxyView, excluded: list[str]) -> None:
+        newly = len(set(excluded) - set(self._excluded))
+        if newly:
+            self._metrics.haproxy_skipped.labels("validation_failed").inc(newly)
         self._view, self._excluded = view, excluded
         self._metrics.haproxy_backends.set(len(view.backends))
+        self._sync_skipped_apps()
 
     async def _maybe_reload(self, force: bool) -> bool:
         command = self.settings.reload_command
@@ -283,10 +288,15 @@ class HAProxyPipeline:
                 log.warning("haproxy_port_skipped app_id=%s port_index=%d reason=%s",
                             app_id, index, reason)
                 self._metrics.haproxy_skipped.labels(reason).inc()
-        before = {a for a, _, _ in self._skipped}
-        now = {a for a, _, _ in skipped}
-        for app_id in before - now:
-            self._metrics.haproxy_skipped_apps.remove(app_id)
-        for app_id in now:
-            self._metrics.haproxy_skipped_apps.labels(app_id).set(1)
         self._skipped = sorted(set(skipped))
+        self._sync_skipped_apps()
+
+    def _sync_skipped_apps(self) -> None:
+        """One gauge series per app left out, whether by a bad label or by bisection (the
+        contract wants a metric naming the app either way)."""
+        now = {a for a, _, _ in self._skipped} | set(self._excluded)
+        for app_id in self._gauged - now:
+            self._metrics.haproxy_skipped_apps.remove(app_id)
+        for app_id in now - self._gauged:
+            self._metrics.haproxy_skipped_apps.labels(app_id).set(1)
+        self._gauged = now
