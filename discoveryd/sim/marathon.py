@@ -23,7 +23,8 @@ from aiohttp import web
 
 from discoveryd.sim.marathon_garbage import garbage_response
 
-_port_counter = itertools.count(31000)
+# Mesos offers 31000-32000 by default; cycling keeps hour-long soaks inside the valid range.
+_port_counter = itertools.cycle(range(31000, 32001))
 
 
 def now_iso() -> str:
