@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--state", required=True, metavar="FILE")
     rec.add_argument("--config", default=None, metavar="PATH")
     chk = sub.add_parser("check-config", help="validate a config file and print it")
-    chk.add_argument("path")
+    chk.add_argument("path", nargs="?", help="default $DISCOVERYD_CONFIG")
     return p
 
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-config":
-        settings = _load(args.path)
+        settings = _load(_config_path(args.path, "check-config: PATH"))
         sys.stdout.write(yaml.safe_dump(settings.redacted(), sort_keys=False))
         return 0
     if args.command == "records":
@@ -101,12 +101,18 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         setup_logging("info", "text")
         return _run_async(run_demo(args.dns_port, args.http_port, Path(args.workdir)))
-    path = args.config or os.environ.get("DISCOVERYD_CONFIG")
-    if not path:
-        _die("run: --config is required (or set DISCOVERYD_CONFIG)")
+    path = _config_path(args.config, "run: --config")
     settings = _load(path)
     setup_logging(settings.logging.level, settings.logging.format)
     return _run_async(serve(path, settings))
+
+
+def _config_path(given: str | None, what: str) -> str:
+    """The config file named on the command line, else $DISCOVERYD_CONFIG (CONTRACT 2.2)."""
+    path = given or os.environ.get("DISCOVERYD_CONFIG")
+    if not path:
+        _die(f"{what} is required (or set DISCOVERYD_CONFIG)")
+    return path
 
 
 def _run_async(coro: object) -> int:

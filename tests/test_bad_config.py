@@ -336,13 +336,22 @@ def test_unreadable_file(capsys) -> None:
 
 def test_usage_errors_are_one_line(capsys, monkeypatch) -> None:
     monkeypatch.delenv("DISCOVERYD_CONFIG", raising=False)
-    for args, needle in ((["check-config"], "path"), (["run"], "--config"),
+    for args, needle in ((["check-config"], "PATH"), (["run"], "--config"),
                          (["run", "--config"], "--config"), (["bogus"], "bogus")):
         with pytest.raises(SystemExit) as e:
             main(args)
         err = capsys.readouterr().err
         assert e.value.code == 2 and len(err.splitlines()) == 1 and needle in err, err
         assert "Traceback" not in err
+
+
+def test_check_config_reads_discoveryd_config_from_the_environment(tmp_path, capsys,
+                                                                  monkeypatch) -> None:
+    """CONTRACT 2.2: $DISCOVERYD_CONFIG stands in for the path, for check-config too."""
+    monkeypatch.setenv("DISCOVERYD_CONFIG", str(write(tmp_path, {"dns": {"ttl": 7}})))
+    with pytest.raises(SystemExit) as e:
+        main(["check-config"])
+    assert e.value.code == 0 and "ttl: 7" in capsys.readouterr().out
 
 
 # --- mesos-dns config.json ---------------------------------------------------------------
