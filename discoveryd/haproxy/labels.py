@@ -196,6 +196,13 @@ def _bind_addr(value: str, label: str) -> str:
         raise LabelError("bad_bind_addr", f"{label}={shown(value)}") from None
 
 
+@functools.lru_cache(maxsize=4096)
+def _defaults(groups: tuple[str, ...]) -> PortLabels:
+    """PortLabels of a port with no HAPROXY_n_* label: one shared value per group list,
+    as most ports of a large cluster are (a 20-field frozen dataclass costs to build)."""
+    return PortLabels(groups=groups)
+
+
 def parse_port_labels(labels: Mapping[str, str], index: int) -> PortLabels:
     """Parse HAPROXY_{index}_* (and the app-wide HAPROXY_GROUP); raises LabelError."""
     p = f"HAPROXY_{index}_"
@@ -209,7 +216,7 @@ def parse_port_labels(labels: Mapping[str, str], index: int) -> PortLabels:
     elif (group := labels.get("HAPROXY_GROUP")) is not None:
         kw["groups"] = parse_groups(group, "HAPROXY_GROUP")
     if not own:
-        return PortLabels(**kw)  # type: ignore[arg-type]
+        return _defaults(kw.get("groups", ()))  # type: ignore[arg-type]
     for key, value in own.items():
         if key in REASONS:
             _plain(value, REASONS[key], p + key)

@@ -52,6 +52,12 @@ class Server:
     check_port: int | None = None
     disabled: bool = False  # blue/green: the old colour, drained
 
+    @property
+    def endpoint(self) -> str:
+        """`address:port` as a server line takes it: an attribute, where the template's
+        `bind(...)` call costs a jinja context call per server (a fifth of a cold render)."""
+        return bind_spec(self.address, self.port)
+
 
 @dataclass(frozen=True, slots=True)
 class Backend:
@@ -146,16 +152,17 @@ def build_view(snapshot: MarathonSnapshot,
                settings: HAProxySettings) -> tuple[HAProxyView, list[Skipped]]:
     """Every served app port as a backend plus its routing rules; skipped ports with reasons."""
     skipped: list[Skipped] = []
-    backends = []
+    backends: list[Backend] = []
+    memo, used = _MEMO, {}
     for app, draining in merge_deployments(snapshot.ordered, skipped):
-        for index in range(len(app.ports)):
-            try:
-                b = _backend(app, draining, index, settings, skipped)
-            except LabelError as e:
-                skipped.append((app.app_id, index, e.reason))
-                continue
-            if b is not None:
-                backends.append(b)
+        key = (id(app), settings.group, settings.bind_address, draining)
+        entry = memo.get(key)
+        if entry is None or entry[0] is not app:
+            entry = (app, *_app_backends(app, draining, settings))
+        used[key] = entry
+        backends += entry[1]
+        skipped += entry[2]
+    _remember(used, len(memo))
     backends = _drop_port_conflicts(backends, settings, skipped)
     view = HAProxyView(
         globals=globals_from(settings),
@@ -164,6 +171,48 @@ def build_view(snapshot: MarathonSnapshot,
         appid_rules=_appid_rules(backends),
     )
     return view, skipped
+
+
+# The backends and skips of each app, by the App object itself: Marathon events replace
+# one app and keep every other App object, so an unchanged app costs a dict lookup, not a
+# label parse and a server list. The entry holds the app, so its id() cannot be reused
+# while the entry lives, and `entry[0] is app` proves the hit. Every input of
+# _app_backends is in the key; apps are frozen. Only ever replaced, never mutated in place,
+# so a render in another thread sees a consistent dict.
+_MemoKey = tuple[int, str, str, frozenset[str]]
+_MemoEntry = tuple[App, tuple[Backend, ...], tuple[Skipped, ...]]
+_MEMO: dict[_MemoKey, _MemoEntry] = {}
+
+
+def _remember(used: dict[_MemoKey, _MemoEntry], before: int) -> None:
+    """Keep this view's entries (and earlier ones while few apps went away)."""
+    global _MEMO
+    if before > 2 * len(used) + 1000:  # forget apps long gone
+        _MEMO = used
+    else:
+        _MEMO = {**_MEMO, **used}
+
+
+def clear_memo() -> None:
+    """Forget every app: the next view is built cold (benchmarks)."""
+    global _MEMO
+    _MEMO = {}
+
+
+def _app_backends(app: App, draining: frozenset[str],
+                  settings: HAProxySettings) -> tuple[tuple[Backend, ...], tuple[Skipped, ...]]:
+    """One app's backends, one per served port, and the ports it skipped with reasons."""
+    skipped: list[Skipped] = []
+    backends = []
+    for index in range(len(app.ports)):
+        try:
+            b = _backend(app, draining, index, settings, skipped)
+        except LabelError as e:
+            skipped.append((app.app_id, index, e.reason))
+            continue
+        if b is not None:
+            backends.append(b)
+    return tuple(backends), tuple(skipped)
 
 
 def merge_deployments(apps: tuple[App, ...],
@@ -309,23 +358,37 @@ def _servers(app: App, draining: frozenset[str], index: int, check_index: int | 
              fixed_check_port: int | None, skipped: list[Skipped]) -> tuple[Server, ...]:
     """Served tasks as servers, sorted by name, with ids stable across reloads."""
     found: dict[str, tuple[str, int, int | None, bool]] = {}
+    # _task_served and _endpoint inlined for the common host-networking case: this loop
+    # runs once per task of every app, the hottest loop of a 5,000-app view.
+    checked = bool(app.health_checks)
+    host_net = not app.ip_per_task
+    separate_check = check_index is not None and check_index != index
     for task in app.tasks:
-        if not _task_served(app, task):
+        if task.state not in SERVED_STATES or not task.host:
             continue
-        ep = _endpoint(app, task, index)
-        if ep is None:
+        if checked and not (task.health and all(h.alive for h in task.health)):
             continue
-        if not _valid_address(ep[0]):
+        if host_net:
+            ports = task.ports
+            if index >= len(ports) or not ports[index]:
+                continue
+            address, port = task.host, ports[index]
+        else:
+            ep = _endpoint(app, task, index)
+            if ep is None:
+                continue
+            address, port = ep
+        if not _valid_address(address):
             skipped.append((app.app_id, index, "bad_task_address"))
             continue
         check_port = fixed_check_port
-        if check_index is not None and check_index != index:
-            cp = _endpoint(app, task, check_index)
+        if separate_check:
+            cp = _endpoint(app, task, check_index)  # type: ignore[arg-type]
             check_port = cp[1] if cp else None
-        name = f"{ep[0]}_{ep[1]}".translate(NAME_CHARS)
+        name = f"{address}_{port}".translate(NAME_CHARS)
         disabled = task.task_id in draining
         if name not in found or found[name][3] > disabled:  # one server per endpoint
-            found[name] = (ep[0], ep[1], check_port, disabled)
+            found[name] = (address, port, check_port, disabled)
     used: set[int] = set()
     out = []
     for name in sorted(found):
