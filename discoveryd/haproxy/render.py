@@ -105,13 +105,14 @@ class Renderer:
     def _app_blocks(self, view: HAProxyView) -> list[str]:
         cache = self._blocks
         # One lookup per backend: hashing a Backend walks its labels and every server.
-        blocks = [cache.get(b) for b in view.backends]
-        missing = [b for b, text in zip(view.backends, blocks, strict=True) if text is None]
+        found = [cache.get(b) for b in view.backends]
+        missing = [b for b, text in zip(view.backends, found, strict=True) if text is None]
+        texts: list[str] = []
         if missing:
             texts = self._blocks_template.render(view=view, backends=missing).split(SEPARATOR)
             cache.update(zip(missing, texts, strict=False))
-            fresh = iter(texts)  # in view order, as `missing` is
-            blocks = [next(fresh) if t is None else t for t in blocks]
+        fresh = iter(texts)  # in view order, as `missing` is
+        blocks = [next(fresh) if t is None else t for t in found]
         if len(cache) > 2 * len(view.backends) + 1000:  # forget apps long gone
             self._blocks = {b: cache[b] for b in view.backends}
         return blocks
