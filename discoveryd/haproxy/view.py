@@ -185,9 +185,10 @@ _MEMO: dict[_MemoKey, _MemoEntry] = {}
 
 
 def _remember(used: dict[_MemoKey, _MemoEntry], before: int) -> None:
-    """Keep this view's entries (and earlier ones while few apps went away)."""
+    """Keep this view's entries, and earlier ones only while they are few: a full Marathon
+    fetch makes every App object new, and the old ones must not stay alive for long."""
     global _MEMO
-    if before > 2 * len(used) + 1000:  # forget apps long gone
+    if before > len(used) + 1000:
         _MEMO = used
     else:
         _MEMO = {**_MEMO, **used}
