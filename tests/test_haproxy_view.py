@@ -238,6 +238,17 @@ async def test_render_command_from_file_and_marathon(tmp_path: Path, capsys) -> 
         await runner.cleanup()
 
 
+async def test_render_command_broken_template_override_is_one_line(tmp_path: Path,
+                                                                   capsys) -> None:
+    """A partial is compiled only when first rendered: its error is still a usage error."""
+    apps_file = FIXTURES / "apps-marathon15.json"
+    (tmp_path / "_app.j2").write_text("{% if %}\n")
+    assert await render_command(None, str(apps_file), "external", None, str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("discoveryd: --templates: TemplateSyntaxError") and \
+        len(err.splitlines()) == 1, err
+
+
 def test_templates_dir_overrides_one_partial(tmp_path: Path) -> None:
     (tmp_path / "_stats.j2").write_text("\nlisten stats\n  bind *:1\n  # custom\n")
     text = Renderer(str(tmp_path)).render(view_of(served("/a", (10001,)))[0])

@@ -90,7 +90,10 @@ async def render_command(marathon_urls: list[str] | None, apps_file: str | None,
         except MarathonFormatError as e:
             raise RenderError(f"apps: {e}", 2) from None
         view, skipped = build_view(snapshot, settings)
-        text = renderer.render(view)
+        try:
+            text = renderer.render(view)
+        except Exception as e:  # noqa: BLE001 - an override partial fails only when rendered
+            raise RenderError(f"--templates: {type(e).__name__}: {e}", 2) from None
     except RenderError as e:
         print(f"discoveryd: {e}", file=sys.stderr)
         return e.code
