@@ -1,8 +1,5 @@
 """Converter tests: recorded Marathon 1.4 and 1.5+ payloads -> typed values."""
 
-import json
-from pathlib import Path
-
 import pytest
 
 from discoveryd.sources.marathon_apps import (
@@ -11,16 +8,11 @@ from discoveryd.sources.marathon_apps import (
     parse_apps,
     parse_task,
 )
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def load(name: str) -> dict:
-    return json.loads((FIXTURES / name).read_text())
+from tests.fixture_files import load_json
 
 
 def test_marathon14_host_networking_ports_tasks_and_health():
-    snap = parse_apps(load("marathon/apps-marathon14.json"))
+    snap = parse_apps(load_json("marathon/apps-marathon14.json"))
     assert snap.skipped == ()
     web = snap.apps["/shop/web"]
     assert web.networking == "host"
@@ -41,7 +33,7 @@ def test_marathon14_host_networking_ports_tasks_and_health():
 
 
 def test_marathon14_bridge_and_ip_per_task():
-    snap = parse_apps(load("marathon/apps-marathon14.json"))
+    snap = parse_apps(load_json("marathon/apps-marathon14.json"))
     nginx = snap.apps["/nginx"]
     assert nginx.networking == "bridge" and nginx.has_deployments
     assert (nginx.ports[0].service_port, nginx.ports[0].container_port) == (10000, 8080)
@@ -57,7 +49,7 @@ def test_marathon14_bridge_and_ip_per_task():
 
 
 def test_marathon15_networks_modes():
-    snap = parse_apps(load("marathon/apps-marathon15.json"))
+    snap = parse_apps(load_json("marathon/apps-marathon15.json"))
     assert snap.apps["/shop/web"].networking == "host"
     assert snap.apps["/shop/web"].tasks[0].health[0].alive is True
     py = snap.apps["/pywebserver"]
@@ -70,7 +62,7 @@ def test_marathon15_networks_modes():
 
 
 def test_malformed_app_is_skipped_not_the_snapshot():
-    snap = parse_apps(load("marathon/apps-marathon15.json"))
+    snap = parse_apps(load_json("marathon/apps-marathon15.json"))
     assert "/broken/ports" not in snap.apps
     assert [app_id for app_id, _ in snap.skipped] == ["/broken/ports"]
     assert "portDefinitions.port" in snap.skipped[0][1]
@@ -102,7 +94,7 @@ def test_unusable_document_raises(doc):
 
 
 def test_single_app_and_id_normalised():
-    app = parse_app(load("marathon-app-nginx.json"))
+    app = parse_app(load_json("marathon-app-nginx.json"))
     assert app.app_id == "/nginx" and app.networking == "bridge" and app.instances == 5
     assert app.ports[0].service_port == 10000
     assert app.labels["HAPROXY_DEPLOYMENT_GROUP"] == "nginx"

@@ -1,8 +1,5 @@
 """Pure reducers: Marathon events applied to a snapshot."""
 
-import json
-from pathlib import Path
-
 from discoveryd.model.marathon_update import (
     apply_health_change,
     apply_status_update,
@@ -10,9 +7,9 @@ from discoveryd.model.marathon_update import (
     remove_app,
 )
 from discoveryd.sources.marathon_apps import parse_apps, parse_health_change, parse_status_update
+from tests.fixture_files import load_json
 
-SNAP = parse_apps(json.loads(
-    (Path(__file__).parent / "fixtures/marathon/apps-marathon15.json").read_text()))
+SNAP = parse_apps(load_json("marathon/apps-marathon15.json"))
 
 RUNNING = {  # the shape of Marathon's status_update_event
     "eventType": "status_update_event", "timestamp": "2018-01-10T08:30:00.000Z",

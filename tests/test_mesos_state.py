@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
 import pytest
 
@@ -15,17 +13,12 @@ from discoveryd.sources.mesos_state import (
     parse_pid,
     parse_port_ranges,
 )
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def load(name: str) -> dict:
-    return json.loads((FIXTURES / name).read_text())
+from tests.fixture_files import load_json
 
 
 @pytest.fixture(scope="module")
 def fake():
-    return parse_master_state(load("mesos-state-fake.json"))
+    return parse_master_state(load_json("mesos-state-fake.json"))
 
 
 def tasks_by_name(state):
@@ -94,7 +87,7 @@ def test_unusable_documents_raise(raw, message):
 
 
 def test_bad_items_are_skipped_not_fatal():
-    state = parse_master_state(load("states/broken-items.json"))
+    state = parse_master_state(load_json("states/broken-items.json"))
     assert [f.id for f in state.frameworks] == ["fw-good"]
     assert [s.id for s in state.slaves] == ["ag-S1"]
     whats = [w for w, _ in state.skipped]
@@ -108,7 +101,7 @@ def test_bad_items_are_skipped_not_fatal():
 
 
 def test_bad_port_ranges_drop_only_the_range():
-    state = parse_master_state(load("states/broken-items.json"))
+    state = parse_master_state(load_json("states/broken-items.json"))
     web = state.frameworks[0].tasks[0]
     assert web.ports == (31000, 31001, 31020)
     problems = [r for w, r in state.skipped if w == "task web.1"]
@@ -116,7 +109,7 @@ def test_bad_port_ranges_drop_only_the_range():
 
 
 def test_ips_are_normalised_and_garbage_dropped():
-    web = parse_master_state(load("states/broken-items.json")).frameworks[0].tasks[0]
+    web = parse_master_state(load_json("states/broken-items.json")).frameworks[0].tasks[0]
     assert web.mesos_ips == ("10.9.9.9",)  # IPv4-mapped IPv6 -> IPv4; newest status only
     assert web.network_infos == (NetworkInfo("", ("10.8.0.7",)), NetworkInfo("", ()))
 

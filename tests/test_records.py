@@ -4,8 +4,6 @@ factories/fake.json) and hand-made states for every record family."""
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +11,9 @@ import pytest
 from discoveryd.dns.records import build_records, hash_string, slave_id_tail
 from discoveryd.dns.recordset import RecordSet, Srv
 from discoveryd.sources.mesos_state import parse_master_state
+from tests.fixture_files import load_json
 
-FIXTURES = Path(__file__).parent / "fixtures"
-FAKE = json.loads((FIXTURES / "mesos-state-fake.json").read_text())
+FAKE = load_json("mesos-state-fake.json")
 
 
 def build(raw: dict[str, Any], **kw: Any) -> RecordSet:

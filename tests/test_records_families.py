@@ -3,8 +3,6 @@ RFC 952, duplicates, long names, skipped items; and a property test of encodabil
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -13,8 +11,7 @@ from hypothesis import strategies as st
 from discoveryd.dns.records import build_records, hash_string
 from discoveryd.dns.recordset import RecordSet
 from discoveryd.sources.mesos_state import parse_master_state
-
-STATES = Path(__file__).parent / "fixtures" / "states"
+from tests.fixture_files import load_json
 
 
 def build(raw: dict[str, Any], **kw: Any) -> RecordSet:
@@ -50,7 +47,7 @@ def state(tasks: list[dict[str, Any]], fw_name: str = "marathon", **fw: Any) -> 
 
 
 def discovery() -> dict[str, Any]:
-    return json.loads((STATES / "discovery.json").read_text())
+    return load_json("states/discovery.json")
 
 
 def test_discovery_info_named_ports_and_protocols():

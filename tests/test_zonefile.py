@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import dns.rdatatype
 import dns.zone
@@ -11,8 +10,9 @@ import dns.zone
 from discoveryd.dns.recordset import RecordSet, Srv
 from discoveryd.dns.zonefile import listener_ips, records_command, system_resolver, zone_lines
 from discoveryd.settings import Settings, SoaSettings
+from tests.fixture_files import FIXTURES
 
-FAKE = Path(__file__).parent / "fixtures" / "mesos-state-fake.json"
+FAKE = FIXTURES / "mesos-state-fake.json"
 
 
 def test_zone_lines_table():
