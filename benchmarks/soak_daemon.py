@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.daemon_process import cpu_seconds, rss_kib
 from tests.fakes.ports import free_port
 
 
@@ -61,13 +62,8 @@ class Sample:
 
 
 def sample(pid: int, since: float) -> Sample:
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss_kb = next(int(line.split()[1]) for line in status.splitlines()
-                  if line.startswith("VmRSS:"))
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return Sample(round(time.monotonic() - since, 2), rss_kb / 1024,
-                  len(os.listdir(f"/proc/{pid}/fd")), cpu)
+    return Sample(round(time.monotonic() - since, 2), rss_kib(pid) / 1024,
+                  len(os.listdir(f"/proc/{pid}/fd")), cpu_seconds(pid))
 
 
 @dataclass
