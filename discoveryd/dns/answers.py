@@ -125,10 +125,6 @@ def _answer(rrs: list[bytes], qlen: int, addresses: Mapping[bytes, tuple[bytes, 
     return Answer(qlen, NOERROR, rots, adds, ra=ra)
 
 
-def flag_index(query: bytes) -> int:
-    return (query[2] & 1) | ((query[3] >> 3) & 2)
-
-
 class Answer:
     """Every packed form of one response: plain/EDNS, each RR rotation, truncations."""
 
