@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from time import perf_counter
 
-from discoveryd.dns.answers import SERVFAIL
+from discoveryd.dns.answers import RCODE_NAMES, SERVFAIL
 from discoveryd.dns.forwarder import Forwarder
 from discoveryd.dns.recordset import RecordSet
 from discoveryd.dns.resolver import FORWARD, Zone, build_zone, failure_response
@@ -83,7 +83,7 @@ class DnsServer:
         loop = asyncio.get_running_loop()
         try:
             for spec in self.settings.listen:
-                udp, tcp = _bind_pair(*_listen_address(spec), self.reuse_port)
+                udp, tcp = _bind_pair(*split_host_port(spec), self.reuse_port)
                 self._addresses.append(udp.getsockname()[:2])
                 self._udp.append(udp)
                 loop.add_reader(udp.fileno(), _UdpReader(self, udp))
@@ -93,7 +93,7 @@ class DnsServer:
             await self.stop()
             raise
         # Upstreams listening on the port we were given (port 0) are loops too.
-        listen = self._addresses + [_listen_address(a) for a in self.settings.listen]
+        listen = self._addresses + [split_host_port(a) for a in self.settings.listen]
         self._upstreams = build_upstreams(self.settings, self._read_resolv_conf(), listen)
         log.info("dns_listening", extra={"addresses": self._addresses})
 
@@ -150,7 +150,7 @@ class DnsServer:
         if answer is None:
             answer = failure_response(query, SERVFAIL, ra=True)
         send(answer)
-        self.metrics.dns.observe(qtype, _RCODES.get(answer[3] & 0xF, "other"),
+        self.metrics.dns.observe(qtype, RCODE_NAMES.get(answer[3] & 0xF, "other"),
                                  perf_counter() - started)
 
     def answered(self, qtype: str, rcode: str, started: float, transport: str) -> None:
@@ -161,9 +161,6 @@ class DnsServer:
             self.metrics.dns_forwarded.labels("refused").inc()
         if rcode != "dropped" and self.count_queries:
             self.metrics.dns.observe(qtype, rcode, perf_counter() - started)
-
-
-_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 
 class _UdpReader:
@@ -366,10 +363,6 @@ class _TcpProtocol(asyncio.Protocol):
         except Exception:
             log.exception("dns_query_failed")
             server.metrics.dns_malformed.labels("tcp").inc()
-
-
-def _listen_address(spec: str) -> tuple[str, int]:
-    return split_host_port(spec)
 
 
 def _bind_pair(host: str, port: int, reuse_port: bool) -> tuple[socket.socket, socket.socket]:
