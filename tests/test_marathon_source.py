@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import Callable
 
@@ -15,23 +14,14 @@ from discoveryd.settings import MarathonSettings
 from discoveryd.sim.marathon import SimMarathon, app
 from discoveryd.sources.marathon import MarathonSource
 from discoveryd.store import Store
+from tests.daemon_harness import eventually
+from tests.fakes.ports import free_port
 
 DEADLINE = 20.0
 
 
 async def wait_for(cond: Callable[[], object], what: str, deadline: float = DEADLINE) -> None:
-    end = time.monotonic() + deadline
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (connections are refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    await eventually(cond, timeout=deadline, interval=0.01, what=what)
 
 
 class Harness:
@@ -132,7 +122,7 @@ async def test_new_app_triggers_a_fetch(sim):
 
 
 async def test_failover_when_first_url_refuses_connections(sim):
-    dead = f"http://127.0.0.1:{closed_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     async with running(sim, urls=[dead, sim.url]) as h:
         await wait_for(lambda: h.source.connected, "stream via the second URL")
         assert h.source.status()["url"] == sim.url

@@ -13,6 +13,7 @@ from discoveryd.settings import MesosSettings
 from discoveryd.sim.mesos_master import SimMesosMaster
 from discoveryd.sources.mesos import MesosSource
 from discoveryd.store import Store
+from tests.daemon_harness import eventually
 from tests.fakes.ports import free_port
 
 DEADLINE = 30.0
@@ -35,12 +36,7 @@ async def until_state(store: Store, pred: Callable[[ClusterState], bool],
 
 
 async def until(pred: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError(f"condition not met in {timeout}s")
-        await asyncio.sleep(0.02)
+    await eventually(pred, timeout=timeout, interval=0.02)
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
