@@ -25,7 +25,7 @@ from discoveryd.cli import GC_THRESHOLDS
 from discoveryd.haproxy.files import write_file
 from discoveryd.haproxy.pipeline import HAProxyPipeline
 from discoveryd.haproxy.render import Renderer
-from discoveryd.haproxy.view import build_view, clear_memo
+from discoveryd.haproxy.view import ViewBuilder, build_view
 from discoveryd.metrics import Metrics
 from discoveryd.model.marathon import MarathonSnapshot
 from discoveryd.settings import HAProxySettings, MarathonSettings
@@ -64,7 +64,7 @@ def main() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
     tmp = Path(tempfile.mkdtemp(prefix="discoveryd-bench-"))
     settings = HAProxySettings(stats_socket=str(tmp / "admin.sock"))
-    renderer = Renderer()
+    renderer, builder = Renderer(), ViewBuilder()
     for n in (1000, 5000):
         snap = parse_apps(apps_json(n))
         out = str(tmp / f"haproxy-{n}.cfg")
@@ -74,21 +74,16 @@ def main() -> None:
                         for a in snap.ordered[:6]])
 
         def cycle(snap=snap, out=out, renderer=None) -> None:
-            if renderer is None:  # cold: no app remembered by the view, no cached block
-                clear_memo()
-            view, _ = build_view(snap, settings)
+            # cold (no renderer given): no app remembered by the view, no cached block
+            view, _ = builder.build(snap, settings) if renderer else build_view(snap, settings)
             write_file(out, (renderer or Renderer()).render(view))
 
-        def view_cold(snap=snap) -> None:
-            clear_memo()
-            build_view(snap, settings)
-
-        view_s = best_of(view_cold)
+        view_s = best_of(lambda snap=snap: build_view(snap, settings))
         view = build_view(snap, settings)[0]
         render_s = best_of(lambda view=view: Renderer().render(view))
         cold = best_of(cycle)
-        renderer.render(build_view(snap, settings)[0])
-        view_warm = best_of(lambda changed=changed: build_view(next(changed), settings))
+        renderer.render(builder.build(snap, settings)[0])
+        view_warm = best_of(lambda changed=changed: builder.build(next(changed), settings))
         warm = best_of(lambda changed=changed, out=out: cycle(next(changed), out, renderer))
         print(f"{n:5d} apps: cold: view {view_s * 1000:6.1f} ms, render {render_s * 1000:6.1f} ms"
               f" (templates compiled), view+render+write {cold * 1000:6.1f} ms   "

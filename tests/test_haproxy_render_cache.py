@@ -12,18 +12,13 @@ from hypothesis import strategies as st
 
 import haproxy_templates
 from discoveryd.haproxy.render import Renderer
-from discoveryd.haproxy.view import build_view, clear_memo
+from discoveryd.haproxy.view import ViewBuilder, build_view
 from discoveryd.model.marathon import MarathonSnapshot
 from discoveryd.settings import HAProxySettings
 from tests.fakes.haproxy import app, snapshot, task
 
 S = HAProxySettings(group="external")
 BUNDLED_APP = (Path(haproxy_templates.__file__).parent / "_app.j2").read_text()
-
-
-def cold(snap: MarathonSnapshot, s: HAProxySettings = S) -> tuple[object, object]:
-    clear_memo()
-    return build_view(snap, s)
 
 
 def served(app_id: str, port: int, labels: dict[str, str] | None = None, tasks: int = 2):
@@ -34,21 +29,23 @@ def served(app_id: str, port: int, labels: dict[str, str] | None = None, tasks: 
 def test_memo_is_keyed_by_the_settings_it_reads() -> None:
     """The same App objects under another group or bind address are not served stale."""
     snap = snapshot(served("/a", 10001), served("/b", 10002, {"HAPROXY_GROUP": "internal"}))
-    build_view(snap, S)
+    builder = ViewBuilder()
+    builder.build(snap, S)
     for other in (HAProxySettings(group="internal"), HAProxySettings(group="*"),
                   HAProxySettings(group="external", bind_address="127.0.0.1")):
-        warm = build_view(snap, other)
-        assert warm == cold(snap, other)
-        build_view(snap, S)  # memo refilled under S before the next setting
+        warm = builder.build(snap, other)
+        assert warm == build_view(snap, other)
+        builder.build(snap, S)  # memo refilled under S before the next setting
 
 
 def test_one_changed_app_is_seen_and_the_others_kept() -> None:
     apps = [served(f"/a{i}", 10000 + i, {"HAPROXY_0_VHOST": f"a{i}.test"}) for i in range(30)]
     base = MarathonSnapshot({a.app_id: a for a in apps})
-    build_view(base, S)
+    builder = ViewBuilder()
+    builder.build(base, S)
     changed = MarathonSnapshot({**base.apps, "/a7": apps[7].with_tasks(apps[7].tasks[:1])})
-    warm = build_view(changed, S)
-    assert warm == cold(changed, S)
+    warm = builder.build(changed, S)
+    assert warm == build_view(changed, S)
     assert len(next(b for b in warm[0].backends if b.app_id == "/a7").servers) == 1
 
 
@@ -63,8 +60,7 @@ APP = st.tuples(st.sampled_from([None, "x.test", "y.test"]), st.booleans(),
 def test_warm_views_and_renders_equal_cold_ones(steps, reuse: bool) -> None:
     """Apps kept (same object), replaced, added or removed between snapshots: each warm
     view equals the cold one, and a long-lived Renderer renders what a fresh one does."""
-    renderer, objects = Renderer(), {}
-    clear_memo()
+    renderer, builder, objects = Renderer(), ViewBuilder(), {}
     for step in steps:
         apps = {}
         for app_id, spec in step.items():
@@ -76,9 +72,9 @@ def test_warm_views_and_renders_equal_cold_ones(steps, reuse: bool) -> None:
                 objects[app_id] = (spec, served(app_id, port, labels, tasks=n))
             apps[app_id] = objects[app_id][1]
         snap = MarathonSnapshot(apps)
-        warm = build_view(snap, S)
+        warm = builder.build(snap, S)
         text = renderer.render(warm[0])
-        assert warm == cold(snap, S)
+        assert warm == build_view(snap, S)
         assert text == Renderer().render(warm[0])
 
 

@@ -22,7 +22,7 @@ from discoveryd.haproxy.bisection import find_bad_apps
 from discoveryd.haproxy.check import validate
 from discoveryd.haproxy.reload import run_reload, save_server_state
 from discoveryd.haproxy.render import Renderer
-from discoveryd.haproxy.view import HAProxyView, Skipped, build_view
+from discoveryd.haproxy.view import HAProxyView, Skipped, ViewBuilder
 from discoveryd.metrics import Metrics
 from discoveryd.model.cluster import ClusterState
 from discoveryd.model.marathon import MarathonSnapshot
@@ -44,6 +44,7 @@ class HAProxyPipeline:
         self._store = store
         self._metrics = metrics
         self._renderer = Renderer(settings.templates_dir)
+        self._builder = ViewBuilder()
         self._lock = asyncio.Lock()
         self._rendered: str | None = None  # last full render (before leaving apps out)
         self._installable: str | None = None  # what that render became after bisection
@@ -127,7 +128,8 @@ class HAProxyPipeline:
             assert state.marathon is not None
             started = time.perf_counter()
             # In a worker thread: 5,000 apps take a few hundred ms, and the event loop keeps
-            # answering DNS queries meanwhile (the lock serialises the renderer's cache).
+            # answering DNS queries meanwhile (the lock serialises the builder's and the
+            # renderer's caches).
             view, skipped, text = await asyncio.to_thread(self._render, state.marathon)
             self._metrics.haproxy_render_seconds.observe(time.perf_counter() - started)
             self._note_skipped(skipped)
@@ -152,7 +154,7 @@ class HAProxyPipeline:
             return await self._maybe_reload(force)
 
     def _render(self, snapshot: MarathonSnapshot) -> tuple[HAProxyView, list[Skipped], str]:
-        view, skipped = build_view(snapshot, self.settings)
+        view, skipped = self._builder.build(snapshot, self.settings)
         return view, skipped, self._renderer.render(view)
 
     @property

@@ -151,9 +151,47 @@ def backend_name(app_id: str, port: int) -> str:
 def build_view(snapshot: MarathonSnapshot,
                settings: HAProxySettings) -> tuple[HAProxyView, list[Skipped]]:
     """Every served app port as a backend plus its routing rules; skipped ports with reasons."""
+    view, skipped, _ = _build(snapshot, settings, {})
+    return view, skipped
+
+
+class ViewBuilder:
+    """`build_view` that remembers each app's backends and skips, by the App object itself.
+
+    Marathon events replace one app and keep every other App object, so an unchanged app
+    costs a dict lookup, not a label parse and a server list. Held by its one caller (the
+    HAProxy pipeline), so two pipelines share nothing; not for use from two threads at once.
+    """
+
+    def __init__(self) -> None:
+        self._memo: dict[_MemoKey, _MemoEntry] = {}
+
+    def build(self, snapshot: MarathonSnapshot,
+              settings: HAProxySettings) -> tuple[HAProxyView, list[Skipped]]:
+        view, skipped, used = _build(snapshot, settings, self._memo)
+        # Keep this view's entries, and earlier ones only while they are few: a full
+        # Marathon fetch makes every App object new, and the old ones must not stay alive.
+        if len(self._memo) > len(used) + 1000:
+            self._memo = used
+        else:
+            self._memo.update(used)
+        return view, skipped
+
+
+# The entry holds the app, so its id() cannot be reused while the entry lives, and
+# `entry[0] is app` proves the hit. Every input of _app_backends is in the key; apps are
+# frozen.
+_MemoKey = tuple[int, str, str, frozenset[str]]
+_MemoEntry = tuple[App, tuple[Backend, ...], tuple[Skipped, ...]]
+
+
+def _build(snapshot: MarathonSnapshot, settings: HAProxySettings,
+           memo: dict[_MemoKey, _MemoEntry],
+           ) -> tuple[HAProxyView, list[Skipped], dict[_MemoKey, _MemoEntry]]:
+    """The view, its skips, and the memo entries it used; `memo` is only read."""
     skipped: list[Skipped] = []
     backends: list[Backend] = []
-    memo, used = _MEMO, {}
+    used: dict[_MemoKey, _MemoEntry] = {}
     for app, draining in merge_deployments(snapshot.ordered, skipped):
         key = (id(app), settings.group, settings.bind_address, draining)
         entry = memo.get(key)
@@ -162,7 +200,6 @@ def build_view(snapshot: MarathonSnapshot,
         used[key] = entry
         backends += entry[1]
         skipped += entry[2]
-    _remember(used, len(memo))
     backends = _drop_port_conflicts(backends, settings, skipped)
     view = HAProxyView(
         globals=globals_from(settings),
@@ -170,34 +207,7 @@ def build_view(snapshot: MarathonSnapshot,
         host_rules=_host_rules(backends),
         appid_rules=_appid_rules(backends),
     )
-    return view, skipped
-
-
-# The backends and skips of each app, by the App object itself: Marathon events replace
-# one app and keep every other App object, so an unchanged app costs a dict lookup, not a
-# label parse and a server list. The entry holds the app, so its id() cannot be reused
-# while the entry lives, and `entry[0] is app` proves the hit. Every input of
-# _app_backends is in the key; apps are frozen. Only ever replaced, never mutated in place,
-# so a render in another thread sees a consistent dict.
-_MemoKey = tuple[int, str, str, frozenset[str]]
-_MemoEntry = tuple[App, tuple[Backend, ...], tuple[Skipped, ...]]
-_MEMO: dict[_MemoKey, _MemoEntry] = {}
-
-
-def _remember(used: dict[_MemoKey, _MemoEntry], before: int) -> None:
-    """Keep this view's entries, and earlier ones only while they are few: a full Marathon
-    fetch makes every App object new, and the old ones must not stay alive for long."""
-    global _MEMO
-    if before > len(used) + 1000:
-        _MEMO = used
-    else:
-        _MEMO = {**_MEMO, **used}
-
-
-def clear_memo() -> None:
-    """Forget every app: the next view is built cold (benchmarks)."""
-    global _MEMO
-    _MEMO = {}
+    return view, skipped, used
 
 
 def _app_backends(app: App, draining: frozenset[str],
