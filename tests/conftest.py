@@ -6,6 +6,7 @@ from discoveryd.dns.server import DnsServer
 from discoveryd.metrics import Metrics
 from discoveryd.settings import DnsSettings
 from discoveryd.sim.mesos_master import SimMesosMaster
+from tests.daemon_harness import eventually, settings_for, start_daemon
 
 # The real ZooKeeper server fixtures: zk_server (session), zk (fresh chroot), zk_admin.
 pytest_plugins = ["tests.fakes.zookeeper"]
@@ -18,6 +19,18 @@ async def master():
     await m.start()
     yield m
     await m.stop()
+
+
+@pytest.fixture
+async def ready_daemon(master):
+    """A whole daemon in-process (DNS half, HTTP) following `master`, once it is ready."""
+    r = await start_daemon(settings_for(mesos={"masters": [master.address],
+                                               "refresh_seconds": 5}))
+    try:
+        await eventually(lambda: r.daemon.readiness() == [], timeout=60, what="daemon ready")
+        yield r
+    finally:
+        await r.daemon.stop()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tests.daemon_harness import eventually, settings_for, start_daemon
+from tests.daemon_harness import eventually
 from tests.fakes.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -51,23 +51,14 @@ zone "mesos" {{
 
 
 @pytest.fixture
-async def discoveryd(master):
-    r = await start_daemon(settings_for(mesos={"masters": [master.address],
-                                               "refresh_seconds": 5}))
-    await eventually(lambda: r.daemon.readiness() == [], timeout=60, what="discoveryd ready")
-    yield r
-    await r.daemon.stop()
-
-
-@pytest.fixture
-async def named(tmp_path, discoveryd):
+async def named(tmp_path, ready_daemon):
     if NAMED is None:
         if os.environ.get("CI") == "true":
             pytest.fail("named (bind9) is required in CI")
         pytest.skip("named (bind9) is not installed")
     port = free_port()
     conf = tmp_path / "named.conf"
-    conf.write_text(named_conf(tmp_path, port, discoveryd.dns_port))
+    conf.write_text(named_conf(tmp_path, port, ready_daemon.dns_port))
     check = subprocess.run(["named-checkconf", str(conf)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     # -g: foreground, logs to stderr; -n 1: one worker thread; -4: IPv4 only.
@@ -109,9 +100,9 @@ async def test_named_forwards_the_domain_to_discoveryd(named):
     assert missing is not None and missing.rcode() == dns.rcode.NXDOMAIN
 
 
-async def test_discoveryd_refuses_names_outside_the_domain(discoveryd):
+async def test_discoveryd_refuses_names_outside_the_domain(ready_daemon):
     # settings_for sets dns.external: false, as behind a forwarding named.
-    r = await discoveryd.query("example.com")
+    r = await ready_daemon.query("example.com")
     assert r.rcode() == dns.rcode.REFUSED
-    inside = await discoveryd.query("liquor-store.marathon.mesos")
+    inside = await ready_daemon.query("liquor-store.marathon.mesos")
     assert inside.rcode() == dns.rcode.NOERROR

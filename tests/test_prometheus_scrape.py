@@ -12,36 +12,16 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from discoveryd.sim.mesos_master import SimMesosMaster
-from tests.daemon_harness import eventually, settings_for, start_daemon
+from tests.daemon_harness import eventually
 from tests.fakes.ports import free_port
+from tests.test_metrics import CONTRACT
 
-CONTRACT_METRICS = {
-    "discoveryd_dns_queries_total", "discoveryd_dns_forwarded_total", "discoveryd_dns_records",
-    "discoveryd_mesos_leader_changes_total", "discoveryd_mesos_state_fetches_total",
-    "discoveryd_mesos_state_fetch_seconds", "discoveryd_marathon_events_total",
-    "discoveryd_marathon_connected", "discoveryd_haproxy_reloads_total",
-    "discoveryd_haproxy_validation_failures_total", "discoveryd_haproxy_render_seconds",
-    "discoveryd_haproxy_backends", "discoveryd_last_update_timestamp_seconds",
-}
 PROMETHEUS = shutil.which("prometheus")
 
 
-@pytest.fixture
-async def running():
-    master = SimMesosMaster()
-    await master.start()
-    r = await start_daemon(settings_for(mesos={"masters": [master.address],
-                                               "refresh_seconds": 5}))
-    await eventually(lambda: r.daemon.readiness() == [], timeout=60, what="discoveryd ready")
-    yield r
-    await r.daemon.stop()
-    await master.stop()
-
-
-async def test_metrics_text_parses_with_contract_names(running):
-    await running.query("liquor-store.marathon.mesos")  # so the query counter has a sample
-    status, text = await running.get("/metrics")
+async def test_metrics_text_parses_with_contract_names(ready_daemon):
+    await ready_daemon.query("liquor-store.marathon.mesos")  # so the query counter has a sample
+    status, text = await ready_daemon.get("/metrics")
     assert status == 200
     families = list(text_string_to_metric_families(text))
     names = set()
@@ -49,7 +29,7 @@ async def test_metrics_text_parses_with_contract_names(running):
         names.add(family.name)
         if family.type == "counter":
             names.add(family.name + "_total")
-    missing = CONTRACT_METRICS - names
+    missing = set(CONTRACT) - names
     assert not missing, f"missing from /metrics: {sorted(missing)}"
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for f in families for s in f.samples}
@@ -71,12 +51,12 @@ async def query(session: aiohttp.ClientSession, base: str, expr: str) -> list[di
 
 @pytest.mark.integration
 @pytest.mark.timeout(180)
-async def test_real_prometheus_scrapes_discoveryd(running, tmp_path: Path):
+async def test_real_prometheus_scrapes_discoveryd(ready_daemon, tmp_path: Path):
     if PROMETHEUS is None:
         if os.environ.get("CI") == "true":
             pytest.fail("prometheus is required in CI (.ci/run installs Debian's prometheus)")
         pytest.skip("prometheus is not installed (apt-get install prometheus)")
-    target = running.http.removeprefix("http://")
+    target = ready_daemon.http.removeprefix("http://")
     (tmp_path / "prometheus.yml").write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         "scrape_configs:\n  - job_name: discoveryd\n    metrics_path: /metrics\n"
