@@ -18,6 +18,7 @@ import pytest
 from discoveryd import __version__
 from discoveryd.metrics import Metrics
 from discoveryd.settings import load_settings
+from tests.fakes.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGING = REPO / "packaging"
@@ -166,9 +167,7 @@ def test_haproxy_master_socket_reload(tmp_path):
     keys = unit_keys((PACKAGING / "systemd" / "haproxy-master-worker.conf").read_text())
     extra = keys["Service.Environment"][-1].strip('"').removeprefix("EXTRAOPTS=")
     assert extra.startswith("-S /run/haproxy/master.sock,mode,660")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cfg = tmp_path / "haproxy.cfg"
     bootstrap = (PACKAGING / "docker" / "haproxy-bootstrap.cfg").read_text()
     cfg.write_text(bootstrap.replace("*:9090", f"127.0.0.1:{port}")
