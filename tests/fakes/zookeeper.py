@@ -1,6 +1,6 @@
 """A real ZooKeeper server (Debian's `zookeeper` package) for integration tests.
 
-Import the fixtures into a test module (`from tests.fakes.zookeeper import zk, zk_admin`).
+tests/conftest.py registers its fixtures (zk_server, zk, zk_admin) for every test module.
 One server runs per test session; every test gets a fresh path to use as its chroot.
 `stop()` / `start()` restart it on the same port and data dir for outage tests.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import os
 import shutil
 import socket
 import struct
@@ -194,8 +193,3 @@ def expire_session(hosts: str, session: tuple[int, bytes], timeout: float = 30.0
     other.start(timeout=timeout)
     other.stop()
     other.close()
-
-
-def java_available() -> bool:
-    return shutil.which("java") is not None and any(
-        os.path.exists(os.path.join(d, "zookeeper.jar")) for d in JAR_DIRS)
