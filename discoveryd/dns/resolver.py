@@ -88,8 +88,10 @@ class Zone:
                     return (data[:2] + hit.heads_plain[idx] + q + hit.next_plain(),
                             QTYPE_NAMES.get(data[e + 1] << 8 | data[e + 2], "other"),
                             hit.rcode_name)
-            if _label_offsets(data[12:e + 1]) is not None:
-                return self._respond(data[:2], data[2] & 1 | (data[3] >> 3) & 2, q, edns, size, tcp)
+            offsets = _label_offsets(data[12:e + 1])
+            if offsets is not None:
+                return self._respond(data[:2], data[2] & 1 | (data[3] >> 3) & 2, q, offsets, edns,
+                                     size, tcp)
         return self._slow(data, tcp)
 
     def remember(self, data: bytes, out: bytes, counter: list[int]) -> None:
@@ -117,12 +119,13 @@ class Zone:
             self.hot_bytes += (len(data) + sum(map(len, forms)) + HOT_ENTRY_OVERHEAD
                                + HOT_FORM_OVERHEAD * len(forms))
 
-    def _respond(self, qid: bytes, idx: int, q: bytes, edns: bool, size: int, tcp: bool) -> Result:
-        """Answer a well-formed single question `q` (name + type + class, as asked)."""
+    def _respond(self, qid: bytes, idx: int, q: bytes, offsets: list[int], edns: bool, size: int,
+                 tcp: bool) -> Result:
+        """Answer a well-formed single question `q` (name + type + class, as asked) whose
+        name's labels start at `offsets` (see `_label_offsets`)."""
         qtype, qclass = _QTAIL.unpack(q[-4:])
         name = q[:-4].lower()
         tname = QTYPE_NAMES.get(qtype, "other")
-        offsets = _label_offsets(name) or [0]
         cut = len(name) - len(self.domain_wire)
         if not name.endswith(self.domain_wire) or cut not in offsets:
             if self.external:
@@ -166,7 +169,8 @@ class Zone:
                 raise ValueError("not one question")
             question = rec.questions[0]
             name = b"".join(bytes((len(x),)) + x for x in question.qname.label) + b"\x00"
-            if _label_offsets(name) is None or len(name) > 255:
+            offsets = _label_offsets(name)
+            if offsets is None or len(name) > 255:
                 raise ValueError("bad name")
             opts = [rr for rr in rec.ar if rr.rtype == w.OPT]
             if len(opts) > 1 or any(str(rr.rname) != "." for rr in opts):
@@ -179,7 +183,7 @@ class Zone:
             badvers = qid + w.heads(0, (1, 0, 0, 1), aa=False, ra=self.external)[idx] + q
             return badvers + w.OPT_RR[:5] + b"\x01" + w.OPT_RR[6:], "other", "BADVERS"
         size = min(opts[0].rclass, w.MAX_UDP) if edns else 512
-        return self._respond(qid, idx, q, edns, size, tcp)
+        return self._respond(qid, idx, q, offsets, edns, size, tcp)
 
 
 def _label_offsets(name: bytes) -> list[int] | None:
