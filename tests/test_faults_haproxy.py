@@ -265,33 +265,21 @@ async def test_real_haproxy_serves_through_a_failed_reload(rig: Rig, echoes) -> 
     await rig.wait_served({"old"}, p_old)
     errors = rig.metrics.haproxy_reloads.labels("error")
     oks = rig.metrics.haproxy_reloads.labels("ok")
-    failures: list[str] = []
-    served = 0
-    stop = asyncio.Event()
-
-    async def client() -> None:
-        nonlocal served
-        while not stop.is_set():
-            status, body = await rig.get(p_old)
-            served += 1
-            if (status, body) != (200, "old"):
-                failures.append(f"{status} {body}")
-
     blocker = await occupy(p_new)
-    clients = [asyncio.create_task(client()) for _ in range(3)]
     try:
-        rig.publish(snapshot(first, typed_app("/new", (p_new,), tasks=(task("/new", new.port),))))
-        await eventually(lambda: errors._value.get() >= 1, DEADLINE, what="refused reload")
-        assert "new_" in Path(rig.haproxy.config_path).read_text()
-        assert await haproxy_accepts(Path(rig.haproxy.config_path))
-        ok_before, served_before = oks._value.get(), served
-        await eventually(lambda: served > served_before + 20, DEADLINE,
-                         what="traffic after the refused reload")
-        blocker.close()
-        await eventually(lambda: oks._value.get() > ok_before, DEADLINE, what="retried reload")
-        await rig.wait_served({"new"}, p_new)
+        async with rig.traffic(p_old, 3, body="old") as seen:
+            rig.publish(snapshot(first, typed_app("/new", (p_new,),
+                                                  tasks=(task("/new", new.port),))))
+            await eventually(lambda: errors._value.get() >= 1, DEADLINE, what="refused reload")
+            assert "new_" in Path(rig.haproxy.config_path).read_text()
+            assert await haproxy_accepts(Path(rig.haproxy.config_path))
+            ok_before, served_before = oks._value.get(), seen.served
+            await eventually(lambda: seen.served > served_before + 20, DEADLINE,
+                             what="traffic after the refused reload")
+            blocker.close()
+            await eventually(lambda: oks._value.get() > ok_before, DEADLINE,
+                             what="retried reload")
+            await rig.wait_served({"new"}, p_new)
     finally:
         blocker.close()
-        stop.set()
-        await asyncio.gather(*clients)
-    assert failures == [] and served > 20
+    assert seen.failures == [] and seen.served > 20

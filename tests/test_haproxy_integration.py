@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -17,6 +18,7 @@ from discoveryd.model.cluster import ClusterState, with_marathon
 from discoveryd.model.marathon import HealthCheck, MarathonSnapshot
 from discoveryd.settings import HAProxySettings
 from discoveryd.store import Store
+from tests.daemon_harness import eventually
 from tests.fakes.echo import EchoHTTP, EchoTCP
 from tests.fakes.haproxy import HAPROXY, HAProxyProcess, app, snapshot, task
 from tests.fakes.ports import free_port
@@ -26,14 +28,10 @@ pytestmark = [pytest.mark.integration,
 DEADLINE = 30.0
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str,
-                     timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)  # poll interval
-    raise AssertionError(f"timed out waiting for {what}")
+@dataclass
+class Traffic:
+    served: int = 0
+    failures: list[str] = field(default_factory=list)
 
 
 class Rig:
@@ -65,7 +63,28 @@ class Rig:
                           **headers: str) -> None:
         async def check() -> bool:
             return await self.served_by(port, path, **headers) == expected
-        await eventually(check, f"{path} on {port} {headers} served by {expected}")
+        await eventually(check, DEADLINE, what=f"{path} on {port} {headers} served by {expected}")
+
+    @contextlib.asynccontextmanager
+    async def traffic(self, port: int, clients: int, body: str | None = None,
+                      **headers: str) -> AsyncIterator[Traffic]:
+        """`clients` requesting `port` back to back until the block ends; an answer other
+        than 200 (with `body`, if given) is a failure."""
+        seen, stop = Traffic(), asyncio.Event()
+
+        async def client() -> None:
+            while not stop.is_set():
+                status, text = await self.get(port, **headers)
+                seen.served += 1
+                if status != 200 or body not in (None, text):
+                    seen.failures.append(f"{status} {text}")
+
+        tasks = [asyncio.create_task(client()) for _ in range(clients)]
+        try:
+            yield seen
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
 
 
 @pytest.fixture
@@ -147,8 +166,8 @@ async def test_routing_vhost_path_appid_tcp_and_groups(rig: Rig, echoes) -> None
     assert rig.pipeline.ready
     # HAProxy's new worker can serve before the reload command (which polls `show proc`)
     # has returned, so the counter is waited for, not read at once.
-    await eventually(lambda: _gt(rig.metrics.haproxy_reloads.labels("ok")._value.get(), 0),
-                     "reload counted")
+    await eventually(lambda: rig.metrics.haproxy_reloads.labels("ok")._value.get() > 0,
+                     DEADLINE, what="reload counted")
     assert rig.metrics.haproxy_backends._value.get() == 3
 
 
@@ -181,12 +200,9 @@ async def test_unhealthy_task_gets_no_traffic(rig: Rig, echoes) -> None:
     # Marathon says alive but HAProxy's own check fails: still no traffic.
     rig.publish(snapshot(app("/h", (port,), health_checks=hc, tasks=(
         task("/h", good.port, alive=True), task("/h", bad.port, n=1, alive=True)))))
-    await eventually(lambda: _config_has(rig, str(bad.port)), "config with both tasks")
+    await eventually(lambda: str(bad.port) in (rig.pipeline.current_config() or ""), DEADLINE,
+                     what="config with both tasks")
     assert "bad" not in await rig.served_by(port, tries=20)
-
-
-async def _config_has(rig: Rig, needle: str) -> bool:
-    return needle in (rig.pipeline.current_config() or "")
 
 
 async def test_bad_label_and_invalid_app_leave_the_rest_routed(rig: Rig, echoes) -> None:
@@ -227,30 +243,13 @@ async def test_twenty_reloads_drop_no_request(rig: Rig, echoes) -> None:
 
     rig.publish(version(0))
     await rig.wait_served({"r0", "r1"}, rig.haproxy.http_port, Host="r.test")
-    failures: list[str] = []
-    count = 0
-    stop = asyncio.Event()
-
-    async def client() -> None:
-        nonlocal count
-        while not stop.is_set():
-            status, body = await rig.get(rig.haproxy.http_port, Host="r.test")
-            count += 1
-            if status != 200:
-                failures.append(f"{status} {body}")
-
-    clients = [asyncio.create_task(client()) for _ in range(4)]
     reloads = rig.metrics.haproxy_reloads.labels("ok")
-    for i in range(1, 21):
-        before = reloads._value.get()
-        rig.publish(version(i))
-        await eventually(lambda b=before: _gt(reloads._value.get(), b), f"reload {i}")
-    stop.set()
-    await asyncio.gather(*clients)
-    assert count > 20
-    assert failures == []
+    async with rig.traffic(rig.haproxy.http_port, 4, Host="r.test") as seen:
+        for i in range(1, 21):
+            before = reloads._value.get()
+            rig.publish(version(i))
+            await eventually(lambda b=before: reloads._value.get() > b, DEADLINE,
+                             what=f"reload {i}")
+    assert seen.served > 20
+    assert seen.failures == []
     assert rig.metrics.haproxy_reloads.labels("error")._value.get() == 0
-
-
-async def _gt(a: float, b: float) -> bool:
-    return a > b
