@@ -127,23 +127,6 @@ async def test_failing_validation_keeps_the_live_file_then_the_retry_installs(
         assert await haproxy_accepts(tmp_path / "haproxy.cfg")
 
 
-async def test_the_next_change_installs_after_validation_recovers(
-        tmp_path: Path, cluster: SimCluster) -> None:  # noqa: F811
-    validator = SwitchedCommand(tmp_path, "validate", 'haproxy -c -f "$1"')
-    async with daemon(tmp_path, cluster, validator) as r:
-        before, failures = live(tmp_path), await sample(r, FAILURES)
-        validator.set("fail")
-        add(cluster, "/api")
-        await eventually(lambda: at_least(r, failures + 1, FAILURES), DEADLINE,
-                         what="failure counted")
-        assert live(tmp_path) == before
-        validator.set("ok")
-        add(cluster, "/db")
-        await eventually(lambda: has_backend(tmp_path, "/db"), DEADLINE, what="next change")
-        assert has_backend(tmp_path, "/api") and has_backend(tmp_path, "/web")
-        assert (await state(r))["excluded_apps"] == []
-
-
 async def test_one_spurious_validation_failure_excludes_no_app(
         tmp_path: Path, cluster: SimCluster) -> None:  # noqa: F811
     """A validator that fails once for reasons of its own (not the file's) must not make
