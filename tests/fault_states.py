@@ -1,5 +1,4 @@
-"""Distinguishable Mesos states for fault tests, the exact DNS answers each must give, and
-the metric samples the tests read back from `/metrics`.
+"""Distinguishable Mesos states for fault tests and the exact DNS answers each must give.
 
 Generation `g` runs app `web` as three tasks on 10.<g>.0.1-3, port 31000+g: an answer from
 another generation (or a mixture, or an empty one) is then visibly wrong.
@@ -9,11 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from discoveryd.dns.records import hash_string, slave_id_tail
 from discoveryd.sim.mesos_master import SIM_AGENT_ID, apps_state, running_task
-from tests.daemon_harness import Running
 from tests.dns_probe import Expected
 
 WEB_A = ("web.marathon.mesos.", "A")
@@ -42,13 +38,3 @@ def expected(generation: int, leader_port: int) -> Expected:
         LEADER_SRV: frozenset({f"leader.mesos.:{leader_port}"}),
     }
 
-
-async def metric(r: Running, name: str, **labels: str) -> float:
-    """`name{labels}` read from the daemon's /metrics over HTTP (0 until first exported)."""
-    status, text = await r.get("/metrics")
-    assert status == 200, text
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0

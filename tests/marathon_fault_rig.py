@@ -19,7 +19,6 @@ from typing import Any
 
 import dns.rcode
 import dns.rdatatype
-from prometheus_client.parser import text_string_to_metric_families
 
 from discoveryd.haproxy.oneshot import render_command
 from discoveryd.settings import Settings
@@ -120,17 +119,6 @@ class Rig:
 
     def live(self) -> str:
         return self.config_path.read_text()
-
-    async def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
-        """One sample of the daemon's /metrics, as Prometheus would scrape it."""
-        _, text = await self.running.get("/metrics")
-        want = labels or {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v
-                                               for k, v in want.items()):
-                    return float(sample.value)
-        return 0.0
 
     async def expected(self) -> str:
         """What `discoveryd render` makes of the simulator's /v2/apps right now."""

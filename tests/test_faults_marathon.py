@@ -31,6 +31,7 @@ from tests.marathon_fault_rig import (
     fault_rig,
     srv_name,
 )
+from tests.scrape import sample
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(HAPROXY is None, reason="haproxy not installed")]
@@ -83,7 +84,7 @@ async def watching(rig: Rig, spare: frozenset[str]) -> AsyncIterator[Watch]:
 
 
 async def _fetches(rig: Rig, result: str = "ok") -> float:
-    return await rig.metric("discoveryd_marathon_snapshot_fetches_total", {"result": result})
+    return await sample(rig.running, "discoveryd_marathon_snapshot_fetches_total", result=result)
 
 
 @pytest.mark.parametrize("version", ["1.4", "1.5"])
@@ -228,7 +229,7 @@ async def _flood_round(rig: Rig, spare: frozenset[str], flooded: list[str], seed
              "deployment_success")
 
     async def received() -> float:
-        return sum([await rig.metric("discoveryd_marathon_events_total", {"type": t})
+        return sum([await sample(rig.running, "discoveryd_marathon_events_total", type=t)
                     for t in types])
 
     before, reloads = await received(), rig.reloads()

@@ -21,7 +21,8 @@ from discoveryd.cli import GC_THRESHOLDS
 from discoveryd.sim.mesos_master import SimMesosMaster, running_task
 from tests.daemon_harness import Running, eventually, settings_for, start_daemon
 from tests.dns_probe import DnsProbe
-from tests.fault_states import WEB_A, expected, generation_state, metric, web_tasks
+from tests.fault_states import WEB_A, expected, generation_state, web_tasks
+from tests.scrape import sample
 
 FETCHES = "discoveryd_mesos_state_fetches_total"
 STATE_TIMEOUT = 1.0
@@ -105,7 +106,7 @@ async def test_fault_keeps_last_good_records_and_recovers(
 
 async def fetches(r: Running, result: str) -> float:
     """`discoveryd_mesos_state_fetches_total{result}` as a scraper reads it from /metrics."""
-    return await metric(r, FETCHES, result=result)
+    return await sample(r, FETCHES, result=result)
 
 
 async def _count_above(r: Running, result: str, at_least: float) -> bool:

@@ -21,7 +21,8 @@ from discoveryd.sources.zookeeper import ZkMasterWatch
 from tests.daemon_harness import Running, eventually, settings_for, start_daemon
 from tests.dns_probe import DnsProbe
 from tests.fakes.zookeeper import ZkEnv, expire_session, register_master
-from tests.fault_states import expected, generation_state, metric
+from tests.fault_states import expected, generation_state
+from tests.scrape import sample
 
 OUTAGE = 30.0
 MAX_LATENCY = 2.0  # seconds; generous for a loaded 2-core machine (typical: a few ms)
@@ -60,15 +61,15 @@ async def register(client: KazooClient, zk: ZkEnv, m: SimMesosMaster) -> str:
 
 
 async def connected(r: Running) -> bool:
-    return await metric(r, "discoveryd_zookeeper_connected") == 1
+    return await sample(r, "discoveryd_zookeeper_connected") == 1
 
 
 async def not_connected(r: Running) -> bool:
-    return await metric(r, "discoveryd_zookeeper_connected") == 0
+    return await sample(r, "discoveryd_zookeeper_connected") == 0
 
 
 async def leader_source(r: Running, source: str) -> bool:
-    return await metric(r, "discoveryd_mesos_leader_source", source=source) == 1
+    return await sample(r, "discoveryd_mesos_leader_source", source=source) == 1
 
 
 def check_answers(probe: DnsProbe, since: float, order: list[str], monotonic: bool = True,
@@ -182,7 +183,7 @@ async def test_leader_flapping_20_times_in_10s(
     try:
         async with probe:
             await eventually(lambda: probe.serves("m0"), timeout=60, what="first leader's state")
-            changes_before = await metric(r, "discoveryd_mesos_leader_changes_total")
+            changes_before = await sample(r, "discoveryd_mesos_leader_changes_total")
             flap_at = time.monotonic()
             leader = 0
             for _ in range(20):
@@ -203,7 +204,7 @@ async def test_leader_flapping_20_times_in_10s(
         assert not late, f"after settling, not the final leader: {probe.summary(late)}"
         _, state = await r.get("/v1/state")
         assert state["leader"] == sims[2].address
-        changes = await metric(r, "discoveryd_mesos_leader_changes_total") - changes_before
+        changes = await sample(r, "discoveryd_mesos_leader_changes_total") - changes_before
         print(f"flapping: {len(probe.since(flap_at))} answers, {changes:.0f} leader changes "
               f"followed, max latency {probe.max_latency(probe.since(flap_at)) * 1000:.0f} ms")
         assert changes >= 10, f"followed only {changes} of 20 leader changes"
