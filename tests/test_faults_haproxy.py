@@ -105,8 +105,9 @@ async def state(r: Running) -> dict:
     return body["haproxy"]
 
 
+@pytest.mark.parametrize("recovery", ["retry timer", "next change"])
 async def test_failing_validation_keeps_the_live_file_then_the_retry_installs(
-        tmp_path: Path, cluster: SimCluster) -> None:  # noqa: F811
+        tmp_path: Path, cluster: SimCluster, recovery: str) -> None:  # noqa: F811
     validator = SwitchedCommand(tmp_path, "validate", 'haproxy -c -f "$1"')
     async with daemon(tmp_path, cluster, validator) as r:
         before, failures = live(tmp_path), await sample(r, FAILURES)
@@ -121,7 +122,11 @@ async def test_failing_validation_keeps_the_live_file_then_the_retry_installs(
         assert (await r.get("/ready"))[0] == 200  # a valid file is still in force
         assert "failure" in (await state(r))["last_error"]
         assert await r.addresses("web.marathon.mesos.")
-        validator.set("ok")  # no new change: the retry timer alone installs /api
+        validator.set("ok")
+        if recovery == "next change":  # the "the next change retries"
+            add(cluster, "/db")
+            await eventually(lambda: has_backend(tmp_path, "/db"), DEADLINE, what="next change")
+        # With no new change, the retry timer alone installs /api.
         await eventually(lambda: has_backend(tmp_path, "/api"), DEADLINE, what="retry installs")
         assert has_backend(tmp_path, "/web") and (await state(r))["excluded_apps"] == []
         assert await haproxy_accepts(tmp_path / "haproxy.cfg")
