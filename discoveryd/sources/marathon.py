@@ -13,7 +13,6 @@ import asyncio
 import base64
 import json
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +25,7 @@ from discoveryd.model.cluster import with_marathon
 from discoveryd.model.marathon import MarathonSnapshot
 from discoveryd.model.marathon_update import apply_health_change, apply_status_update, remove_app
 from discoveryd.settings import MarathonSettings, redact_url
+from discoveryd.sources.backoff import backoff
 from discoveryd.sources.marathon_apps import (
     MarathonFormatError,
     parse_apps,
@@ -261,9 +261,7 @@ class MarathonSource:
             await asyncio.sleep(pause)
 
     def _backoff(self, failures: int) -> float:
-        """Jittered exponential back-off after `failures` consecutive failures."""
-        delay = min(self.backoff_cap, self.backoff_base * 2 ** (failures - 1))
-        return delay * random.uniform(0.5, 1.0)
+        return backoff(failures, self.backoff_base, self.backoff_cap)
 
     async def _stream_once(self) -> None:
         query = "&".join(f"event_type={t}" for t in SUBSCRIBED)

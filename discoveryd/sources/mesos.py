@@ -22,6 +22,7 @@ from discoveryd.metrics import Metrics
 from discoveryd.model.cluster import Leader, with_mesos
 from discoveryd.model.mesos import MesosState, Pid
 from discoveryd.settings import MesosSettings, redact_url, split_host_port
+from discoveryd.sources.backoff import backoff
 from discoveryd.sources.state_decoder import StateDecoder, Undecodable
 from discoveryd.sources.zookeeper import MasterInfo, ZkMasterWatch, leader_from_children
 from discoveryd.store import Store
@@ -337,7 +338,7 @@ class MesosSource:
     def _next_delay(self, failures: int) -> float:
         delay = self._settings.refresh_seconds
         if failures:
-            delay = min(delay, 0.5 * 2 ** min(failures, 10))
+            delay = backoff(failures + 1, 0.5, delay)
         due = self._fallback_due()
         if self._static and 0 < due < delay:  # wake when the static fallback applies
             delay = due
