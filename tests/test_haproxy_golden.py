@@ -5,7 +5,6 @@ Regenerate after an intended change: DISCOVERYD_REGEN_GOLDEN=1 python -m pytest 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -19,9 +18,9 @@ from discoveryd.model.marathon import HealthCheck, MarathonSnapshot
 from discoveryd.settings import HAProxySettings
 from discoveryd.sources.marathon_apps import parse_apps
 from tests.fakes.haproxy import app, snapshot, task
+from tests.fixture_files import load_json
 
 GOLDEN = Path(__file__).parent / "golden"
-FIXTURES = Path(__file__).parent / "fixtures"
 CERT = "/etc/ssl/discoveryd-test.pem"  # replaced by a generated certificate for haproxy -c
 REGEN = os.environ.get("DISCOVERYD_REGEN_GOLDEN") == "1"
 HTTP_CHECK = HealthCheck("HTTP", "/health", 0, interval_seconds=5, timeout_seconds=2,
@@ -29,7 +28,7 @@ HTTP_CHECK = HealthCheck("HTTP", "/health", 0, interval_seconds=5, timeout_secon
 
 
 def _fixture(name: str) -> MarathonSnapshot:
-    return parse_apps(json.loads((FIXTURES / "marathon" / name).read_text()))
+    return parse_apps(load_json(f"marathon/{name}"))
 
 
 def _networking() -> MarathonSnapshot:

@@ -16,9 +16,10 @@ from discoveryd.haproxy.view import build_view
 from discoveryd.model.marathon import HealthCheck, MarathonSnapshot
 from discoveryd.settings import HAProxySettings
 from tests.fakes.haproxy import app, snapshot, task
+from tests.fixture_files import FIXTURES
 
 S = HAProxySettings(group="external")
-FIXTURES = Path(__file__).parent / "fixtures" / "marathon"
+MARATHON_FIXTURES = FIXTURES / "marathon"
 
 
 def view_of(*apps, settings: HAProxySettings = S):
@@ -210,7 +211,7 @@ def test_parse_show_proc() -> None:
 
 
 async def test_render_command_from_file_and_marathon(tmp_path: Path, capsys) -> None:
-    apps_file = FIXTURES / "apps-marathon15.json"
+    apps_file = MARATHON_FIXTURES / "apps-marathon15.json"
     out = tmp_path / "haproxy.cfg"
     assert await render_command(None, str(apps_file), "external", str(out), None) == 0
     assert "backend shop_web_" in out.read_text()
@@ -241,7 +242,7 @@ async def test_render_command_from_file_and_marathon(tmp_path: Path, capsys) -> 
 async def test_render_command_broken_template_override_is_one_line(tmp_path: Path,
                                                                    capsys) -> None:
     """A partial is compiled only when first rendered: its error is still a usage error."""
-    apps_file = FIXTURES / "apps-marathon15.json"
+    apps_file = MARATHON_FIXTURES / "apps-marathon15.json"
     (tmp_path / "_app.j2").write_text("{% if %}\n")
     assert await render_command(None, str(apps_file), "external", None, str(tmp_path)) == 2
     err = capsys.readouterr().err
