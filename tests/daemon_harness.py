@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -37,6 +38,35 @@ async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: 
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+
+
+@contextlib.asynccontextmanager
+async def background(loop: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+                     ) -> AsyncIterator[None]:
+    """Run `loop(stop)` as a task for the block, then set `stop` and wait for it to end.
+
+    A flag, not a cancel alone: on 3.11 dnspython's `asyncio.wait_for` can swallow a cancel
+    that lands as its query completes, and a query loop that lost its cancel runs forever
+    (a test hung that way in CI). The cancel only cuts short the loop's current wait; a
+    loop's own error is raised here, and a cancel of the caller is never swallowed.
+    """
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await stop_task(task)
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+async def stop_task(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` until it is done (a cancel can be lost, see `background`), without
+    swallowing a cancel of the caller, as `suppress(CancelledError)` around an await would."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
 
 
 class Running:

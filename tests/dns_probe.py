@@ -18,6 +18,8 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
+from tests.daemon_harness import stop_task
+
 Question = tuple[str, str]  # (name, "A" | "SRV")
 Expected = Mapping[Question, frozenset[str]]  # one state's exact answer values per question
 
@@ -70,11 +72,7 @@ class DnsProbe:
     async def stop(self) -> None:
         self._stopping = True  # a cancel alone can be swallowed by dnspython's wait_for (3.11)
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await stop_task(self._task)
 
     async def __aenter__(self) -> DnsProbe:
         self.start()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from discoveryd.sim.marathon_garbage import GARBAGE_MODES
-from tests.daemon_harness import eventually
+from tests.daemon_harness import background, eventually
 from tests.marathon_fault_rig import (
     HAPROXY,
     ProcessRunning,
@@ -59,8 +59,8 @@ async def watching(rig: Rig, spare: frozenset[str]) -> AsyncIterator[Watch]:
     assert len(want) == len(spare) and all(want.values()) and all(ports.values())
     watch = Watch()
 
-    async def sample() -> None:
-        while True:
+    async def sample(stop: asyncio.Event) -> None:
+        while not stop.is_set():
             live = backends(rig.live())
             for name, servers in want.items():
                 if live.get(name) != servers:
@@ -72,13 +72,8 @@ async def watching(rig: Rig, spare: frozenset[str]) -> AsyncIterator[Watch]:
             watch.samples += 1
             await asyncio.sleep(0.1)
 
-    task = asyncio.create_task(sample())
-    try:
+    async with background(sample):
         yield watch
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     assert watch.samples >= 3, "the watcher did not get to run"
     assert not watch.wrong, watch.wrong[:5]
 
@@ -300,8 +295,8 @@ class DnsProbe:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        async def probe() -> None:
-            while True:
+        async def probe(stop: asyncio.Event) -> None:
+            while not stop.is_set():
                 asked = time.monotonic()
                 try:
                     r = await self.rig.running.query(self.name, "SRV")
@@ -313,13 +308,8 @@ class DnsProbe:
                 self.failed += not ok
                 await asyncio.sleep(0.02)
 
-        task = asyncio.create_task(probe())
-        try:
+        async with background(probe):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 async def _at_least(value: Awaitable[float], minimum: float) -> bool:
