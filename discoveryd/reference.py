@@ -57,6 +57,7 @@ HELP = {
     "haproxy.min_reload_interval": "seconds between reloads; bursts are coalesced",
     "haproxy.validate_timeout": "seconds before a hung validation is killed and counted as a failure (addition)",
     "haproxy.reload_timeout": "seconds before a hung reload command is killed and counted as a failure; retried (addition)",
+    "haproxy.retry_interval": "seconds between retries of a failed validation or reload while nothing changes (addition)",
     "haproxy.bind_address": "address of every frontend bind",
     "haproxy.http_port": "vhost frontend `marathon_http_in`",
     "haproxy.https_port": "SNI frontend `marathon_https_in` (only with `ssl_certs`)",

@@ -232,6 +232,7 @@ class HAProxySettings(_Section):
     # Additions: a hung `haproxy -c` or reload must not stall the pipeline forever.
     validate_timeout: float = Field(60, gt=0)
     reload_timeout: float = Field(60, gt=0)
+    retry_interval: float = Field(5.0, gt=0)  # addition: a failed cycle's retry without changes
     bind_address: HAProxyWord = "*"
     http_port: int = Field(80, ge=0, le=65535)
     https_port: int = Field(443, ge=0, le=65535)

@@ -65,6 +65,7 @@ def settings(tmp_path: Path, cluster: SimCluster, validator: SwitchedCommand,  #
                  "validate_command": f"{validator.path} {{path}}",
                  "reload_command": str(reloader.path) if reloader else None,
                  "validate_timeout": TIMEOUT, "reload_timeout": TIMEOUT,
+                 "retry_interval": 1.0,
                  "min_reload_interval": 0, "http_port": free_port(),
                  "https_port": free_port(), "appid_port": free_port(),
                  "stats_port": free_port(), "stats_socket": str(tmp_path / "admin.sock")})

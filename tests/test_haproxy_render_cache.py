@@ -49,6 +49,18 @@ def test_one_changed_app_is_seen_and_the_others_kept() -> None:
     assert len(next(b for b in warm[0].backends if b.app_id == "/a7").servers) == 1
 
 
+def test_memo_stays_bounded_across_full_fetches() -> None:
+    """Every full Marathon fetch makes every App object new: the memo keeps the entries of
+    the latest view, and older ones only while they are few, so it never grows with time."""
+    builder, sizes = ViewBuilder(), []
+    for _ in range(40):  # 40 fetches of 100 apps: 4,000 App objects in all
+        snap = snapshot(*(served(f"/a{i}", 10000 + i) for i in range(100)))
+        builder.build(snap, S)
+        sizes.append(len(builder._memo))
+    assert max(sizes) <= 100 + 1000 + 100  # the latest view's, plus the grace of 1000
+    assert sizes[-1] < 40 * 100  # dropped, not accumulated: would be 4,000 without the bound
+
+
 # An app: (vhost label or None, bad label?, task count, port); snapshots drawn as a sequence.
 APP = st.tuples(st.sampled_from([None, "x.test", "y.test"]), st.booleans(),
                 st.integers(0, 3), st.sampled_from([10001, 10002, 10003]))

@@ -30,7 +30,6 @@ from discoveryd.settings import HAProxySettings
 from discoveryd.store import Store
 
 log = logging.getLogger("discoveryd.haproxy")
-RETRY_SECONDS = 5.0  # a failed reload or validation is retried this often without changes
 MAX_BISECTION_ROUNDS = 5
 
 
@@ -106,7 +105,7 @@ class HAProxyPipeline:
     async def _next_state(self, version: int) -> ClusterState | None:
         if self._store.current.version > version:
             return self._store.current
-        timeout = RETRY_SECONDS if self._pending_retry else None
+        timeout = self.settings.retry_interval if self._pending_retry else None
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
             # races with the store's notification, and then run() never ends.
