@@ -70,16 +70,17 @@ async def test_large_record_set_reaches_every_worker():
     await workers.start()
     try:
         server.update(rs)
-        await asyncio.to_thread(workers.update, rs)
+        seq = await asyncio.to_thread(workers.update, rs)
+        assert await workers.wait_applied(seq, timeout=60), "a worker never confirmed"
 
         class Probe:  # what the helpers need: a port to query
             dns_port = server.addresses[0][1]
             addresses = Running.addresses
             query = Running.query
 
-        want = {"10.0.156.63"}
-        await eventually(lambda: _all_clients_see(Probe(), "task-39999.marathon.mesos", want),
-                         timeout=60, what="every process serves the big record set")
+        # confirmed means served: no polling needed
+        assert await _all_clients_see(Probe(), "task-39999.marathon.mesos", {"10.0.156.63"})
+        assert not await workers.wait_applied(seq + 1, timeout=0.2)  # never sent: no confirm
     finally:
         await workers.stop()
         await server.stop()

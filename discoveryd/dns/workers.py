@@ -4,8 +4,9 @@ One Python process answers about 70-80k queries/s; the GIL stops threads from do
 Each worker is a process running its own `DnsServer` bound to the same addresses with
 SO_REUSEPORT, so the kernel spreads clients over all of them. The daemon stays the only
 process that talks to Mesos and Marathon: it sends every new record set down a pipe, and
-each worker rebuilds its answer cache incrementally, as the main server does. Workers send
-their counters up the same pipe every second; the daemon's /metrics adds them in.
+each worker rebuilds its answer cache incrementally, as the main server does, and confirms
+each record set it has swapped in. Workers send their counters up the same pipe every
+second; the daemon's /metrics adds them in.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class DnsWorkers:
         self._procs: list[tuple[Any, Connection]] = []
         self._last: dict[int, dict[tuple[str, tuple[str, ...]], float]] = {}
         self._stopping = False
+        self._sent = 0  # sequence number of the last record set sent
+        self._applied: dict[int, int] = {}  # worker -> sequence number it serves
+        self._progress = asyncio.Event()  # set on each confirmation
 
     async def start(self) -> None:
         ctx = multiprocessing.get_context("spawn")  # no copy of the daemon's threads or loop
@@ -97,22 +101,45 @@ class DnsWorkers:
             read_messages(conn, loop, functools.partial(self._on_message, i))
         log.info("dns_workers_started count=%d", self.count)
 
-    def update(self, record_set: RecordSet) -> None:
-        """Send a new record set to every worker (blocking: call it from a thread)."""
+    def update(self, record_set: RecordSet) -> int:
+        """Send a new record set to every worker (blocking: call it from a thread); returns
+        its sequence number, for `wait_applied`."""
+        self._sent += 1
         for proc, conn in self._procs:
             if proc.is_alive():
                 with contextlib.suppress(OSError):
-                    conn.send(("records", record_set))
+                    conn.send(("records", self._sent, record_set))
+        return self._sent
+
+    async def wait_applied(self, seq: int, timeout: float) -> bool:
+        """Whether every live worker serves record set `seq` (or a newer one) within
+        `timeout` seconds. A worker that skips to a newer set confirms that one."""
+        def done() -> bool:
+            return all(self._applied.get(i, 0) >= seq
+                       for i, (proc, _) in enumerate(self._procs) if proc.is_alive())
+
+        try:
+            async with asyncio.timeout(timeout):
+                while not done():
+                    self._progress.clear()
+                    await self._progress.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def _on_message(self, worker: int, message: tuple[Any, ...] | None) -> None:
         if message is None:
+            self._progress.set()  # a waiter stops waiting for a dead worker
             if not self._stopping:  # the main server keeps answering on its own socket
                 proc = self._procs[worker][0]
                 log.error("dns_worker_exited worker=%d pid=%s exitcode=%s", worker + 1,
                           proc.pid, proc.exitcode)
             return
         kind, *payload = message
-        if kind == "stats":
+        if kind == "applied":
+            self._applied[worker] = max(self._applied.get(worker, 0), payload[0])
+            self._progress.set()
+        elif kind == "stats":
             queries, buckets, latency_sum, counters = payload
             self.metrics.dns.set_remote(worker, queries, buckets, latency_sum)
             last = self._last.setdefault(worker, {})
@@ -157,7 +184,7 @@ async def _serve(settings: DnsSettings, conn: Connection) -> None:
     await server.start()
     conn.send(("ready",))
     stop = asyncio.Event()
-    updates: asyncio.Queue[RecordSet] = asyncio.Queue()
+    updates: asyncio.Queue[tuple[int, RecordSet]] = asyncio.Queue()
 
     def on_message(message: tuple[Any, ...] | None) -> None:
         if message is None:  # the daemon is gone
@@ -165,16 +192,17 @@ async def _serve(settings: DnsSettings, conn: Connection) -> None:
             return
         kind, *payload = message
         if kind == "records":
-            updates.put_nowait(payload[0])
+            updates.put_nowait((payload[0], payload[1]))
         elif kind == "stop":
             stop.set()
 
     async def apply_updates() -> None:
         while True:
-            rs = await updates.get()
+            seq, rs = await updates.get()
             while not updates.empty():  # latest wins
-                rs = updates.get_nowait()
+                seq, rs = updates.get_nowait()
             await asyncio.to_thread(server.update, rs)
+            conn.send(("applied", seq))
 
     async def report() -> None:
         while True:
