@@ -4,27 +4,33 @@ Each key must have the JSON type mesos-dns (Go) would unmarshal it into, checked
 translating (the translation formats and tests truthiness, which would hide a wrong type).
 The result goes through the same validation as a YAML file; `mesos_dns_key` names the
 mesos-dns key in those errors, so the operator reads the key they wrote.
+
+Keys match case-insensitively and unknown keys are ignored with a warning, because that is
+how Go's encoding/json reads mesos-dns's file: `"Masters"` and `"refreshseconds"` work there.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from discoveryd.settings import ConfigError, domain_name, type_name
+from discoveryd.settings import ConfigError, type_name
 
 # mesos-dns key -> meaning is handled explicitly in _from_mesos_dns; these are
 # accepted and ignored with a warning because discoveryd has no equivalent.
 MESOS_DNS_UNSUPPORTED = {
     "mesosCredentials", "mesosAuthentication", "CACertFile", "certFile", "keyFile",
-    "mesosHTTPSon", "SRVRecordDefaultWeight", "setTruncateBit", "httpListener",
-    "recurseon", "IPSources_v6", "enumerationOn",
+    "mesosHTTPSon", "SRVRecordDefaultWeight", "setTruncateBit", "recurseon", "IPSources_v6",
+    "enumerationOn",
 }
 MESOS_DNS_KEYS = {
     "zk", "masters", "refreshSeconds", "ttl", "domain", "port", "resolvers", "timeout",
     "listener", "externalon", "httpon", "httpport", "dnson", "SOAMname", "SOARname",
     "SOARefresh", "SOARetry", "SOAExpire", "SOAMinttl", "IPSources", "zkDetectionTimeout",
     "stateTimeoutSeconds", "enforceRFC952", "zoneResolvers", "email", "SOASerial",
+    "httpListener",
 }
+# Lower-cased key -> the spelling used here (Go matches JSON keys case-insensitively).
+_CANONICAL = {k.lower(): k for k in MESOS_DNS_KEYS | MESOS_DNS_UNSUPPORTED}
 
 
 # The Go type of each key in mesos-dns' Config struct, as JSON types.
@@ -36,7 +42,7 @@ MESOS_DNS_TYPES: dict[str, tuple[type, ...]] = {
     "SOARefresh": _INT, "SOARetry": _INT, "SOAExpire": _INT, "SOAMinttl": _INT,
     "SOASerial": _INT, "IPSources": _LIST, "zkDetectionTimeout": _INT,
     "stateTimeoutSeconds": _INT, "enforceRFC952": _BOOL, "zoneResolvers": _MAP, "email": _STR,
-    "recurseon": _BOOL,
+    "recurseon": _BOOL, "httpListener": _STR,
 }
 # Our dotted key -> the mesos-dns key it was translated from (for error messages).
 ORIGIN = {
@@ -48,7 +54,7 @@ ORIGIN = {
     "dns.enabled": "dnson", "dns.zone_resolvers": "zoneResolvers", "dns.external": "externalon",
     "dns.soa.mname": "SOAMname", "dns.soa.rname": "SOARname/email",
     "dns.soa.refresh": "SOARefresh", "dns.soa.retry": "SOARetry", "dns.soa.expire": "SOAExpire",
-    "dns.soa.minttl": "SOAMinttl", "http.listen": "listener/httpport",
+    "dns.soa.minttl": "SOAMinttl", "http.listen": "httpListener/httpport",
 }
 
 
@@ -61,13 +67,14 @@ def mesos_dns_key(loc: str) -> str:
     return loc
 
 
-def _type_errors(data: dict[str, Any]) -> list[str]:
+def _type_errors(data: dict[str, Any], written: dict[str, str]) -> list[str]:
     errors = []
     for key, value in data.items():
         want = MESOS_DNS_TYPES.get(key)
         # bool is an int in Python, not in JSON
         if want and (not isinstance(value, want) or (want is _INT and isinstance(value, bool))):
-            errors.append(f"{key}: expected {type_name(want[0]())}, got {type_name(value)}")
+            errors.append(f"{written[key]}: expected {type_name(want[0]())}, "
+                          f"got {type_name(value)}")
     return errors
 
 
@@ -75,20 +82,38 @@ def looks_like_mesos_dns(data: dict[str, Any]) -> bool:
     """A top-level mapping with mesos-dns keys and none of our sections."""
     ours = {"mesos", "marathon", "dns", "haproxy", "http", "logging"}
     keys = set(data)
-    return bool(keys) and not keys & ours and bool(keys & (MESOS_DNS_KEYS | MESOS_DNS_UNSUPPORTED))
+    return (bool(keys) and not keys & ours
+            and any(isinstance(k, str) and k.lower() in _CANONICAL for k in keys))
+
+
+def _canonical(data: dict[str, Any], warn: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Keys spelled as here (a later spelling of the same key wins, as in Go), null values
+    dropped (Go leaves the default), unknown keys warned about; and canonical -> as written."""
+    out: dict[str, Any] = {}
+    written: dict[str, str] = {}
+    for key, value in data.items():
+        canon = _CANONICAL.get(str(key).lower())
+        if canon is None:
+            warn.append(f"{key}: not a mesos-dns configuration key, ignored")
+            continue
+        out.pop(canon, None)
+        if value is not None:
+            out[canon], written[canon] = value, str(key)
+    return out, written
 
 
 def from_mesos_dns(data: dict[str, Any], warn: list[str]) -> dict[str, Any]:
     """Translate a mesos-dns config.json into our YAML structure (values unvalidated)."""
-    data = {k: v for k, v in data.items() if v is not None}  # Go: null leaves the default
+    data, written = _canonical(data, warn)
     g = data.get
-    unknown = set(data) - MESOS_DNS_KEYS - MESOS_DNS_UNSUPPORTED
     for key in sorted(set(data) & MESOS_DNS_UNSUPPORTED):
-        if key == "recurseon" and data[key] is not False:
+        if key == "recurseon":
+            if data[key] is False:  # mesos-dns: only the RA bit of its own answers
+                warn.append(f"{written[key]}: false only clears the RA bit in mesos-dns; "
+                            "discoveryd sets RA when it forwards (dns.external), ignored")
             continue
-        warn.append(f"{key}: mesos-dns key not supported by discoveryd, ignored")
-    errors = [f"{k}: unknown mesos-dns configuration key" for k in sorted(unknown, key=str)]
-    errors += _type_errors(data)
+        warn.append(f"{written[key]}: mesos-dns key not supported by discoveryd, ignored")
+    errors = _type_errors(data, written)
     if errors:
         raise ConfigError("; ".join(errors))
     mesos: dict[str, Any] = {}
@@ -105,10 +130,6 @@ def from_mesos_dns(data: dict[str, Any], warn: list[str]) -> dict[str, Any]:
         mesos["zk_detection_timeout"] = 30
     domain = g("domain", "mesos")
     dns: dict[str, Any] = {"domain": domain}
-    try:
-        base = domain_name(domain)
-    except ValueError:
-        base = "mesos"  # reported as `domain`; not again in the SOA names derived from it
     listener, port = g("listener", "0.0.0.0"), g("port", 53)
     host = f"[{listener}]" if ":" in str(listener) else listener
     dns["listen"] = [f"{host}:{port}"]
@@ -116,19 +137,22 @@ def from_mesos_dns(data: dict[str, Any], warn: list[str]) -> dict[str, Any]:
                      ("dnson", "enabled"), ("zoneResolvers", "zone_resolvers")):
         if src in data:
             dns[dst] = data[src]
-    external = g("externalon", True) and g("recurseon", True) is not False
-    dns["external"] = external
+    if g("timeout") == 0:
+        dns["timeout"] = 5  # mesos-dns: 0 means its default
+    dns["external"] = g("externalon", True)  # recurseon does not stop forwarding there
     soa: dict[str, Any] = {}
-    mname = g("SOAMname", "ns1." + base)
+    mname = g("SOAMname", "ns1.mesos")  # mesos-dns's defaults, whatever the domain
     soa["mname"] = str(mname).rstrip(".")
-    rname = g("SOARname") or (str(g("email")).replace("@", ".") if g("email") else None)
-    soa["rname"] = str(rname or "root.ns1." + base).rstrip(".")
+    rname = g("SOARname") or g("email")
+    soa["rname"] = str(rname or "root.ns1.mesos").replace("@", ".").rstrip(".")
     for src, dst in (("SOARefresh", "refresh"), ("SOARetry", "retry"), ("SOAExpire", "expire"),
                      ("SOAMinttl", "minttl")):
         if src in data:
             soa[dst] = data[src]
     dns["soa"] = soa
     http: dict[str, Any] = {"listen": None}
-    if g("httpon", True):
-        http["listen"] = f"{host}:{g('httpport', 8123)}"
+    if g("httpon", True):  # on httpListener, every interface by default: never `listener`
+        http_host = str(g("httpListener") or "0.0.0.0")
+        http_host = f"[{http_host}]" if ":" in http_host else http_host
+        http["listen"] = f"{http_host}:{g('httpport', 8123)}"
     return {"mesos": mesos, "dns": dns, "http": http, "haproxy": {"enabled": False}}

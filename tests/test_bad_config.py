@@ -366,16 +366,17 @@ MESOS_DNS_WRONG = {
     "SOARefresh": "60", "SOARetry": [], "SOAExpire": 1.5, "SOAMinttl": False, "SOASerial": "1",
     "IPSources": "host", "zkDetectionTimeout": "30", "stateTimeoutSeconds": "5",
     "enforceRFC952": "true", "zoneResolvers": ["8.8.8.8"], "email": 7, "recurseon": "no",
+    "httpListener": 0,
 }
 MESOS_DNS_OUT_OF_RANGE = [
-    ({"port": 70000}, "listener/port: "), ({"httpport": -1}, "listener/httpport: "),
+    ({"port": 70000}, "listener/port: "), ({"httpport": -1}, "httpListener/httpport: "),
     ({"listener": "not an ip"}, "listener/port: "), ({"ttl": -1}, "ttl: "),
     ({"refreshSeconds": 0}, "refreshSeconds: "), ({"SOARefresh": 2**32}, "SOARefresh: "),
     ({"masters": ["10.0.0.1:x"]}, "masters[0]: "), ({"resolvers": ["nope"]}, "resolvers[0]: "),
     ({"IPSources": ["netinfo", "dhcp"]}, "IPSources[1]: "),
     ({"zoneResolvers": {"weave": ["nope"]}}, "zoneResolvers.weave[0]: "),
     ({"SOAMname": "ns1..mesos"}, "SOAMname: "), ({"domain": "a b"}, "domain: "),
-    ({"zk": "http://x/mesos"}, "zk: "), ({"bogusKey": 1}, "bogusKey: unknown mesos-dns"),
+    ({"zk": "http://x/mesos"}, "zk: "), ({"Masters": "10.0.0.1:5050"}, "Masters: expected"),
 ]
 
 
@@ -406,10 +407,10 @@ def test_mesos_dns_bad_value_names_the_mesos_dns_key(change: dict[str, Any], exp
 
 def test_mesos_dns_as_real_process(tmp_path: Path) -> None:
     p = tmp_path / "config.json"
-    p.write_text(json.dumps({**GOOD_MESOS_DNS, "port": "53", "ttl": -1, "bogus": 1}))
+    p.write_text(json.dumps({**GOOD_MESOS_DNS, "port": "53", "TTL": "60", "bogus": 1}))
     message = assert_one_line(*run_process(["run", "--config", str(p)]))
-    assert message == ("bogus: unknown mesos-dns configuration key; "
-                       "port: expected an integer, got a string")
+    assert message == ("port: expected an integer, got a string; "
+                       "TTL: expected an integer, got a string")
     p.write_text('{\n  "port": 53,\n  "ttl": 60,,\n}')
     message = assert_one_line(*run_process(["check-config", str(p)]))
     assert message.startswith(f"{p}: line 3: invalid JSON")

@@ -66,9 +66,41 @@ def test_mesos_dns_config_json(tmp_path):
     assert s.mesos.ip_sources == ["netinfo", "host"]
     assert s.dns.domain == "cluster" and s.dns.listen == ["127.0.0.1:5353"] and s.dns.ttl == 10
     assert s.dns.external is False and s.dns.timeout == 2 and s.dns.resolvers == ["8.8.8.8"]
-    assert s.http.listen == "127.0.0.1:8124"
+    assert s.http.listen == "0.0.0.0:8124"  # mesos-dns: httpListener, not listener
     assert s.haproxy.enabled is False
     assert any("mesosCredentials" in w for w in warnings)
+
+
+def test_mesos_dns_keys_read_as_go_reads_them():
+    """encoding/json matches keys case-insensitively and skips unknown ones."""
+    s, warnings = parse_settings({
+        "Masters": ["1.2.3.4:5050"], "RefreshSeconds": 30, "Domain": "cluster", "TTL": 7,
+        "HttpPort": 8124, "DnsOn": True, "HttpOn": True, "ipsources": ["host"],
+        "httplistener": "127.0.0.1", "surprise": 1})
+    assert s.mesos.masters == ["1.2.3.4:5050"] and s.mesos.refresh_seconds == 30
+    assert s.dns.domain == "cluster" and s.dns.ttl == 7 and s.mesos.ip_sources == ["host"]
+    assert s.http.listen == "127.0.0.1:8124"
+    assert warnings == ["surprise: not a mesos-dns configuration key, ignored"]
+    # SOA names keep mesos-dns's defaults whatever the domain
+    assert (s.dns.soa.mname, s.dns.soa.rname) == ("ns1.mesos", "root.ns1.mesos")
+    s, _ = parse_settings({"masters": ["1.2.3.4:5050"], "ttl": 5, "TTL": 9})
+    assert s.dns.ttl == 9  # the later spelling wins, as in Go
+
+
+def test_mesos_dns_recurseon_only_concerns_the_ra_bit():
+    s, warnings = parse_settings({"masters": ["1.2.3.4:5050"], "recurseon": False})
+    assert s.dns.external is True  # mesos-dns still forwards
+    assert len(warnings) == 1 and warnings[0].startswith("recurseon: false only clears")
+    s, warnings = parse_settings({"masters": ["1.2.3.4:5050"], "externalon": False,
+                                  "recurseon": True})
+    assert s.dns.external is False and warnings == []
+
+
+def test_mesos_dns_values_it_normalises():
+    s, _ = parse_settings({"masters": ["1.2.3.4:5050"], "SOARname": "admin@example.com.",
+                           "timeout": 0, "httpListener": "::1"})
+    assert s.dns.soa.rname == "admin.example.com" and s.dns.timeout == 5
+    assert s.http.listen == "[::1]:8123"
 
 
 def test_mesos_dns_email_becomes_rname():
