@@ -244,18 +244,19 @@ class Daemon:
         sd_notify("READY=1")
 
     # --- what the API reads ------------------------------------------------------
-    def readiness(self) -> list[str]:
-        state, waiting = self.store.current, []
+    def readiness(self) -> dict[str, str]:
+        """What is not ready yet (token -> why); empty = ready."""
+        state, waiting = self.store.current, {}
         if self.mesos_enabled and state.mesos is None:
-            waiting.append("mesos_state: no state loaded from a leading Mesos master yet")
+            waiting["mesos_state"] = "no state loaded from a leading Mesos master yet"
         if self.settings.dns.enabled and not (self.dns is not None and self.dns.serving):
-            waiting.append("dns: not serving records yet")
+            waiting["dns"] = "not serving records yet"
         if self.marathon_enabled and state.marathon is None:
-            waiting.append("marathon_snapshot: no app snapshot from Marathon yet")
+            waiting["marathon_snapshot"] = "no app snapshot from Marathon yet"
         if self.haproxy_enabled and not (self.haproxy is not None and self.haproxy.ready):
-            waiting.append("haproxy_config: no valid haproxy.cfg installed yet")
+            waiting["haproxy_config"] = "no valid haproxy.cfg installed yet"
         if not (self.mesos_enabled or self.marathon_enabled):
-            waiting.append("sources: neither mesos.zk/masters nor marathon.urls is configured")
+            waiting["sources"] = "neither mesos.zk/masters nor marathon.urls is configured"
         return waiting
 
     def state_report(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ async def ready_daemon(master):
     r = await start_daemon(settings_for(mesos={"masters": [master.address],
                                                "refresh_seconds": 5}))
     try:
-        await eventually(lambda: r.daemon.readiness() == [], timeout=60, what="daemon ready")
+        await eventually(lambda: not r.daemon.readiness(), timeout=60, what="daemon ready")
         yield r
     finally:
         await r.daemon.stop()

@@ -17,7 +17,7 @@ async def running(master):
 
 
 async def test_serves_task_records_and_becomes_ready(running, master):
-    await eventually(lambda: running.daemon.readiness() == [], what="ready")
+    await eventually(lambda: not running.daemon.readiness(), what="ready")
     status, body = await running.get("/ready")
     assert status == 200 and body == {"ready": True}
     r = await running.query("liquor-store.marathon.mesos")
@@ -35,7 +35,7 @@ async def test_not_ready_until_state_loaded():
     try:
         status, body = await r.get("/ready")
         assert status == 503 and body["ready"] is False
-        assert any(w.startswith("mesos_state") for w in body["waiting_for"])
+        assert "mesos_state" in body["waiting_for"] and body["detail"]["mesos_state"]
         status, _ = await r.get("/health")
         assert status == 200
     finally:
@@ -78,6 +78,11 @@ async def test_mesos_dns_http_api(running):
     assert none == [{"service": "", "host": "", "ip": "", "port": ""}]
     _, config = await running.get("/v1/config")
     assert config["Domain"] == "mesos" and config["dns"]["domain"] == "mesos"
+    # int in mesos-dns's Config struct: a Go client refuses 60.0
+    for key in ("RefreshSeconds", "ZkDetectionTimeout", "StateTimeoutSeconds", "Timeout"):
+        value = config[key]  # whole seconds as an int; a fraction (a discoveryd-only value) not
+        assert type(value) is int or not float(value).is_integer(), (key, value)
+    assert type(config["Timeout"]) is int and type(config["ZkDetectionTimeout"]) is int
     _, state = await running.get("/v1/state")
     assert state["leader"] and state["leader_source"] == "static"
     assert state["counts"]["tasks"] > 0 and state["counts"]["records"] > 0

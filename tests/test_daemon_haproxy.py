@@ -36,8 +36,10 @@ async def test_haproxy_endpoints_readiness_and_metrics(tmp_path, cluster):
         cluster.marathon.fail_with(503)
         status, body = await r.get("/ready")
         assert status == 503
-        assert any(w.startswith("marathon_snapshot") for w in body["waiting_for"])
-        assert any(w.startswith("haproxy_config") for w in body["waiting_for"])
+        assert {"marathon_snapshot", "haproxy_config"} <= set(body["waiting_for"])
+        # a reload asked for before there is anything to render: wait, not fail
+        async with aiohttp.ClientSession() as s, s.post(r.http + "/v1/haproxy/reload") as resp:
+            assert resp.status == 503 and (await resp.json())["ok"] is False
         cluster.marathon.fail_with(None)
         cluster.marathon.add_app(app("/shop/web", instances=2, service_ports=(10200,),
                                      labels={"HAPROXY_GROUP": "external",

@@ -29,7 +29,7 @@ async def running(cluster):
 
 
 async def test_scale_follows_in_dns_without_waiting_for_refresh(running, cluster):
-    await eventually(lambda: running.daemon.readiness() == [], what="ready")
+    await eventually(lambda: not running.daemon.readiness(), what="ready")
     assert len(await running.addresses("api-shop.marathon.mesos")) == 1
     cluster.marathon.scale("/shop/api", 3)  # pushes TASK_RUNNING events
     cluster.sync()

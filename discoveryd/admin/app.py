@@ -25,10 +25,15 @@ class AdminTarget(Protocol):
     metrics: Metrics
     record_set: RecordSet | None
 
-    def readiness(self) -> list[str]: ...  # what is not ready yet; empty = ready
+    def readiness(self) -> dict[str, str]: ...  # token -> why not ready yet; empty = ready
     def state_report(self) -> dict[str, Any]: ...
     def haproxy_config(self) -> str | None: ...
     async def haproxy_reload(self) -> dict[str, Any] | None: ...
+
+
+def _go_int(seconds: float) -> int | float:
+    """mesos-dns's Config has int fields: a client decoding into that shape refuses 30.0."""
+    return int(seconds) if float(seconds).is_integer() else seconds
 
 
 def mesos_dns_config(settings: Settings) -> dict[str, Any]:
@@ -41,9 +46,9 @@ def mesos_dns_config(settings: Settings) -> dict[str, Any]:
     return {
         "Masters": mesos["masters"] or None,
         "Zk": mesos["zk"] or "",
-        "ZkDetectionTimeout": mesos["zk_detection_timeout"],
-        "RefreshSeconds": mesos["refresh_seconds"],
-        "StateTimeoutSeconds": mesos["state_timeout"],
+        "ZkDetectionTimeout": _go_int(mesos["zk_detection_timeout"]),
+        "RefreshSeconds": _go_int(mesos["refresh_seconds"]),
+        "StateTimeoutSeconds": _go_int(mesos["state_timeout"]),
         "IPSources": mesos["ip_sources"],
         "EnforceRFC952": mesos["enforce_rfc952"],
         "TTL": dns["ttl"],
@@ -51,7 +56,7 @@ def mesos_dns_config(settings: Settings) -> dict[str, Any]:
         "Domain": dns["domain"],
         "Resolvers": dns["resolvers"],
         "ZoneResolvers": dns["zone_resolvers"],
-        "Timeout": dns["timeout"],
+        "Timeout": _go_int(dns["timeout"]),
         "Listener": host.strip("[]"),
         "HttpPort": http_port,
         "DnsOn": dns["enabled"],
@@ -86,7 +91,8 @@ def build_app(target: AdminTarget) -> web.Application:
         waiting = target.readiness()
         target.metrics.ready.set(0 if waiting else 1)
         if waiting:
-            return web.json_response({"ready": False, "waiting_for": waiting}, status=503)
+            return web.json_response({"ready": False, "waiting_for": list(waiting),
+                                      "detail": waiting}, status=503)
         return web.json_response({"ready": True})
 
     async def version(_: web.Request) -> web.Response:
@@ -126,7 +132,10 @@ def build_app(target: AdminTarget) -> web.Application:
         if result is None:
             return web.json_response({"ok": False, "error": "the HAProxy half is disabled"},
                                      status=409)
-        return web.json_response(result, status=200 if result.get("ok", True) else 500)
+        if result.get("ok", True):
+            return web.json_response(result)
+        # nothing to render yet is a wait, not a failure of this request
+        return web.json_response(result, status=503 if result.get("waiting") else 500)
 
     async def state(_: web.Request) -> web.Response:
         report = target.state_report()

@@ -118,7 +118,7 @@ class HAProxyPipeline:
         """Re-render, validate and reload regardless of changes (POST /v1/haproxy/reload)."""
         state = self._store.current
         if state.marathon is None:
-            return {"ok": False, "error": "no Marathon state yet"}
+            return {"ok": False, "waiting": True, "error": "no Marathon state yet"}
         ok = await self._cycle(state, force=True)
         return {"ok": ok, **self.status()}
 
