@@ -40,8 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon")
     run.add_argument("--config", help="YAML or mesos-dns config.json (default $DISCOVERYD_CONFIG)")
     demo = sub.add_parser("demo", help="run against a built-in simulated cluster")
-    demo.add_argument("--dns-port", type=int, default=8053)
-    demo.add_argument("--http-port", type=int, default=8123)
+    demo.add_argument("--dns-port", type=_port, default=8053)
+    demo.add_argument("--http-port", type=_port, default=8123)
     demo.add_argument("--workdir", default="./demo-run")
     render = sub.add_parser("render", help="render haproxy.cfg once and exit")
     src = render.add_mutually_exclusive_group(required=True)
@@ -57,6 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-config", help="validate a config file and print it")
     chk.add_argument("path", nargs="?", help="default $DISCOVERYD_CONFIG")
     return p
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (1-65535): {port}")
+    return port
 
 
 def _die(message: str, code: int = 2) -> NoReturn:
@@ -99,8 +109,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from discoveryd.demo import run_demo
 
+        workdir = Path(args.workdir)
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            _die(f"--workdir: cannot create {workdir}: {e.strerror or e}")
         setup_logging("info", "text")
-        return _run_async(run_demo(args.dns_port, args.http_port, Path(args.workdir)))
+        try:
+            return _run_async(run_demo(args.dns_port, args.http_port, workdir))
+        except OSError as e:  # typically a port already taken: one line, not a traceback
+            _die(f"demo: {e.strerror or e}", 1)
     path = _config_path(args.config, "run: --config")
     settings = _load(path)
     setup_logging(settings.logging.level, settings.logging.format)
@@ -128,7 +146,8 @@ def _records(args: argparse.Namespace) -> int:
     from discoveryd.dns.zonefile import records_command
     from discoveryd.sources.mesos_state import StateError
 
-    settings = _load(args.config)
+    # Like run: $DISCOVERYD_CONFIG when --config is absent (CONTRACT 2.2); none = defaults.
+    settings = _load(args.config or os.environ.get("DISCOVERYD_CONFIG") or None)
     try:
         sys.stdout.write(records_command(args.state, settings))
     except OSError as e:
@@ -147,7 +166,8 @@ def _render(args: argparse.Namespace) -> int:
     # rescan them again and again (a third of the run) and there is no cycle worth freeing.
     gc.disable()
 
-    haproxy = _load(args.config).haproxy if args.config else None
+    config = args.config or os.environ.get("DISCOVERYD_CONFIG") or None
+    haproxy = _load(config).haproxy if config else None
     return asyncio.run(render_command(
         marathon_urls=args.marathon, apps_file=args.apps_file, group=args.group,
         output=args.output, templates=args.templates, settings=haproxy,

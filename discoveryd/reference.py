@@ -18,7 +18,7 @@ from discoveryd.settings import Settings
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 HELP = {
-    "mesos.zk": "`zk://[user:pass@]h1:2181,h2:2181/mesos`: follow the leading master through ZooKeeper",
+    "mesos.zk": "`zk://[user:pass@]h1:2181,h2:2181/mesos`: follow the leading master through ZooKeeper (IPv6 hosts in brackets: `[fd00::1]:2181`)",
     "mesos.zk_detection_timeout": "seconds without a ZooKeeper leader before falling back to `masters`",
     "mesos.masters": "static masters `host:port` (IP or hostname), used without zk or when it has no leader",
     "mesos.refresh_seconds": "full state re-fetch interval (leader changes and Marathon task events fetch sooner)",
@@ -51,7 +51,7 @@ HELP = {
     "haproxy.enabled": "render haproxy.cfg (only when `marathon.urls` is set)",
     "haproxy.group": "serve apps whose `HAPROXY_GROUP` matches; `*` = every app",
     "haproxy.config_path": "the live haproxy.cfg; candidates are written next to it",
-    "haproxy.templates_dir": "directory whose `*.j2` files override the bundled templates one by one",
+    "haproxy.templates_dir": "directory whose `*.j2` files override the bundled templates one by one (must exist)",
     "haproxy.validate_command": "validation command; `{path}` is the candidate file",
     "haproxy.reload_command": "reload command (shell); null = render and validate only",
     "haproxy.min_reload_interval": "seconds between reloads; bursts are coalesced",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -161,6 +162,8 @@ class MesosSettings(_Section):
         if not hosts:
             raise ValueError("names no ZooKeeper host")
         for h in hosts.split(","):
+            if h.count(":") > 1 and not h.startswith("["):  # kazoo: "bad hostname"
+                raise ValueError(f"an IPv6 ZooKeeper host needs brackets: [{h}] or [addr]:port")
             split_host_port(h, 2181)
         return v
 
@@ -251,6 +254,14 @@ class HAProxySettings(_Section):
     def _stats_socket(cls, v: str) -> str:
         if not v.startswith("/"):
             raise ValueError("must be an absolute path (HAProxy reads a relative one as host:port)")
+        return v
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir(cls, v: str | None) -> str | None:
+        # A typo would otherwise ship the bundled layout without a word.
+        if v is not None and not os.path.isdir(v):
+            raise ValueError(f"{v} is not a directory")
         return v
 
     @field_validator("validate_command")

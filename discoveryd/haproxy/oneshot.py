@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -79,6 +80,8 @@ async def render_command(marathon_urls: list[str] | None, apps_file: str | None,
     try:
         if bool(marathon_urls) == bool(apps_file):
             raise RenderError("render: give exactly one of --marathon or --apps-file", 2)
+        if templates is not None and not Path(templates).is_dir():
+            raise RenderError(f"--templates: {templates} is not a directory", 2)
         settings = _settings(group, templates, settings)
         try:
             renderer = Renderer(settings.templates_dir)
@@ -100,7 +103,12 @@ async def render_command(marathon_urls: list[str] | None, apps_file: str | None,
     for app_id, index, reason in skipped:
         print(f"discoveryd: skipped {app_id} port {index}: {reason}", file=sys.stderr)
     if output:
-        await asyncio.to_thread(write_file, output, text)
+        try:
+            await asyncio.to_thread(write_file, output, text)
+        except OSError as e:
+            print(f"discoveryd: --output: cannot write {output}: {e.strerror or e}",
+                  file=sys.stderr)
+            return 2
     else:
         sys.stdout.write(text)
     return 0
