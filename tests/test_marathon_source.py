@@ -43,7 +43,7 @@ class Harness:
 @contextlib.asynccontextmanager
 async def running(sim: SimMarathon, urls: list[str] | None = None, **kw):
     opts = {"stall_timeout": 30.0, "backoff_base": 0.05, "backoff_cap": 1.0}
-    settings_kw = {k: kw.pop(k) for k in ("events", "refresh_seconds", "auth") if k in kw}
+    settings_kw = {k: kw.pop(k) for k in ("events", "refresh_seconds", "auth", "timeout") if k in kw}
     opts.update(kw)
     store, metrics = Store(), Metrics()
     settings = MarathonSettings(urls=urls or [sim.url], **settings_kw)

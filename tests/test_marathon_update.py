@@ -3,6 +3,7 @@
 from discoveryd.model.marathon_update import (
     apply_health_change,
     apply_status_update,
+    health_change_needs_fetch,
     matches_instance,
     remove_app,
 )
@@ -40,7 +41,7 @@ def test_update_keeps_health_and_same_event_twice_is_identity():
 
 def test_terminal_states_remove_the_task():
     tid = SNAP.apps["/shop/web"].tasks[0].task_id
-    for state in ("TASK_KILLED", "TASK_FAILED", "TASK_FINISHED", "TASK_LOST", "TASK_GONE"):
+    for state in ("TASK_KILLED", "TASK_FAILED", "TASK_FINISHED", "TASK_GONE", "TASK_DROPPED"):
         ev = parse_status_update({**RUNNING, "taskId": tid, "taskStatus": state})
         assert apply_status_update(SNAP, ev).apps["/shop/web"].tasks == ()
     gone = parse_status_update({**RUNNING, "taskStatus": "TASK_KILLED"})
@@ -80,3 +81,46 @@ def test_instance_id_matching():
 def test_remove_app():
     assert "/pywebserver" not in remove_app(SNAP, "/pywebserver").apps
     assert remove_app(SNAP, "/none") is SNAP
+
+
+def test_task_lost_is_kept_as_lost_like_a_fetch_shows_it():
+    # Marathon keeps a lost task whose agent may come back (it lists it as TASK_LOST, and
+    # haproxy keeps serving it like marathon-lb): the event must not drop it meanwhile.
+    task = SNAP.apps["/shop/web"].tasks[0]
+    ev = parse_status_update({**RUNNING, "taskId": task.task_id, "taskStatus": "TASK_LOST",
+                              "host": task.host, "ports": list(task.ports)})
+    lost = apply_status_update(SNAP, ev)
+    (t,) = [t for t in lost.apps["/shop/web"].tasks if t.task_id == task.task_id]
+    assert t.state == "TASK_LOST" and (t.host, t.ports, t.health) == (
+        task.host, task.ports, task.health)
+    fetched = parse_apps({"apps": [{"id": "/w", "tasks": [
+        {"id": "w.1", "host": "h", "ports": [1], "state": "TASK_LOST"}]}]})
+    again = apply_status_update(fetched, parse_status_update(
+        {**RUNNING, "appId": "/w", "taskId": "w.1", "taskStatus": "TASK_LOST", "host": "h",
+         "ports": [1], "slaveId": "", "version": ""}))
+    assert [(t.task_id, t.state) for t in again.apps["/w"].tasks] == [("w.1", "TASK_LOST")]
+
+
+TWO_CHECKS = parse_apps({"apps": [{
+    "id": "/web", "instances": 1, "portDefinitions": [{"port": 10000}],
+    "healthChecks": [{"protocol": "HTTP", "path": "/a"}, {"protocol": "TCP"}],
+    "tasks": [{"id": "web.1", "host": "h", "ports": [31000], "state": "TASK_RUNNING",
+               "healthCheckResults": [{"alive": False}, {"alive": False}]}]}]})
+
+
+def test_one_alive_event_does_not_mark_every_check_of_a_multi_check_app_alive():
+    # The event does not say which check passed: only a fetch can tell all of them do.
+    assert apply_health_change(TWO_CHECKS, "/web", "web.1", True) is TWO_CHECKS
+    assert health_change_needs_fetch(TWO_CHECKS, "/web", "web.marathon-1", True)
+    # alive=False is safe to apply (the task is no longer all-alive) and needs no fetch.
+    up = parse_apps({"apps": [{**{"id": "/web", "portDefinitions": [{"port": 10000}],
+                                  "healthChecks": [{"protocol": "HTTP"}, {"protocol": "TCP"}]},
+                               "tasks": [{"id": "web.1", "host": "h", "ports": [1],
+                                          "healthCheckResults": [{"alive": True},
+                                                                 {"alive": True}]}]}]})
+    assert not health_change_needs_fetch(up, "/web", "web.1", False)
+    down = apply_health_change(up, "/web", "web.1", False)
+    assert [h.alive for h in down.apps["/web"].tasks[0].health] == [False, False]
+    # One check: the event is the whole truth, applied as before.
+    single = SNAP.apps["/shop/web"].tasks[0].task_id
+    assert not health_change_needs_fetch(SNAP, "/shop/web", single, True)

@@ -12,9 +12,13 @@ from types import MappingProxyType
 
 from discoveryd.model.marathon import App, HealthResult, MarathonSnapshot, Task
 
-# Mesos states after which a task is gone from Marathon's view of the app.
+# Mesos states after which a task is gone from Marathon's view of the app. Not TASK_LOST:
+# Marathon keeps a lost task (condition Unreachable, shown as TASK_LOST in /v2/apps) when
+# its agent may come back, and expunges it otherwise; the event does not say which
+# (no reason field), so the task is kept as TASK_LOST, as a fetch would most often show
+# it, and the source asks for a fetch to settle it.
 TERMINAL_STATES = frozenset({
-    "TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_LOST", "TASK_ERROR",
+    "TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR",
     "TASK_DROPPED", "TASK_GONE", "TASK_GONE_BY_OPERATOR",
 })
 
@@ -74,7 +78,13 @@ def apply_status_update(snapshot: MarathonSnapshot, update: StatusUpdate) -> Mar
 
 def apply_health_change(snapshot: MarathonSnapshot, app_id: str, task_id: str,
                         alive: bool) -> MarathonSnapshot:
-    """Set every health result of the task (found by task or instance id) to `alive`."""
+    """Set every health result of the task (found by task or instance id) to `alive`.
+
+    Marathon's event does not say which health check changed. With several checks,
+    alive=False still applies (the task is no longer all-alive), but alive=True does not:
+    one passing check says nothing of the others, so the snapshot is returned unchanged
+    and the caller fetches one instead (see `health_change_needs_fetch`).
+    """
     app = snapshot.apps.get(app_id)
     if app is None:
         return snapshot
@@ -83,12 +93,27 @@ def apply_health_change(snapshot: MarathonSnapshot, app_id: str, task_id: str,
     for t in app.tasks:
         if matches_instance(t.task_id, task_id):
             count = max(len(t.health), len(app.health_checks), 1)
+            if alive and count > 1:
+                tasks.append(t)
+                continue
             old = t.health or (HealthResult(alive=not alive),) * count
             health = tuple(replace(h, alive=alive) for h in old)
             if health != t.health:
                 t, changed = replace(t, health=health), True
         tasks.append(t)
     return _with_app(snapshot, app.with_tasks(tuple(tasks))) if changed else snapshot
+
+
+def health_change_needs_fetch(snapshot: MarathonSnapshot, app_id: str, task_id: str,
+                              alive: bool) -> bool:
+    """Whether `apply_health_change` leaves this change to a fetch: alive=True for a task
+    of an app with several health checks (or with several results recorded)."""
+    app = snapshot.apps.get(app_id)
+    if not alive or app is None:
+        return False
+    if len(app.health_checks) > 1:
+        return True
+    return any(len(t.health) > 1 for t in app.tasks if matches_instance(t.task_id, task_id))
 
 
 def remove_app(snapshot: MarathonSnapshot, app_id: str) -> MarathonSnapshot:

@@ -120,6 +120,7 @@ class SimMarathon:
         self.fetches = 0  # GET /v2/apps requests
         self.event_connects = 0  # GET /v2/events requests
         self.event_filters: list[list[str]] = []  # event_type filters of each connection
+        self.event_plan_formats: list[str | None] = []  # plan-format= of each connection
         self.status: int | None = None  # set by fail_with
         self.redirect: str | None = None  # set by redirect_to
         # Fault switches (see "faults" below); all off by default.
@@ -358,6 +359,7 @@ class SimMarathon:
         self.event_connects += 1
         types = request.query.getall("event_type", [])
         self.event_filters.append(types)
+        self.event_plan_formats.append(request.query.get("plan-format"))
         stream = _Stream(frozenset(types), stalled=self.stall_new_streams)
         ends = None if self.stream_lifetime is None else (
             asyncio.get_running_loop().time() + self.stream_lifetime)

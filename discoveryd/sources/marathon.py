@@ -16,14 +16,19 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import aiohttp
 
 from discoveryd.metrics import MARATHON_EVENT_TYPES, Metrics
 from discoveryd.model.cluster import with_marathon
 from discoveryd.model.marathon import MarathonSnapshot
-from discoveryd.model.marathon_update import apply_health_change, apply_status_update, remove_app
+from discoveryd.model.marathon_update import (
+    apply_health_change,
+    apply_status_update,
+    health_change_needs_fetch,
+    remove_app,
+)
 from discoveryd.settings import MarathonSettings, redact_url
 from discoveryd.sources.backoff import backoff
 from discoveryd.sources.marathon_apps import (
@@ -46,6 +51,10 @@ SUBSCRIBED = ("status_update_event", "health_status_changed_event", "api_post_ev
 HEALTHY_STREAM_SECONDS = 1.0
 REFETCH = frozenset({"api_post_event", "app_terminated_event", "deployment_info",
                      "deployment_success", "deployment_failed", "deployment_step_success"})
+# Marathon 1.6/1.7 send deployment events with whole group trees (many MB) unless asked
+# for light ones; 1.8+ only sends light ones, and 1.4/1.5 ignore the unknown parameter.
+EVENTS_PATH = ("/v2/events?" + "&".join(f"event_type={t}" for t in SUBSCRIBED)
+               + "&plan-format=light")
 
 
 def _decode_apps(body: bytes) -> MarathonSnapshot:
@@ -58,6 +67,22 @@ def _decode_apps(body: bytes) -> MarathonSnapshot:
 
 def _tasks(snap: MarathonSnapshot) -> set[tuple[str, str | None]]:
     return {(t.task_id, t.state) for a in snap.apps.values() for t in a.tasks}
+
+
+def _basic(credentials: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+
+
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """"http://u:p@host/x" -> ("http://host/x", "u:p"): aiohttp refuses an Authorization
+    header together with credentials in the URL, so they travel as the header alone."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    bare = urlunsplit(parts._replace(netloc=host))
+    return bare, f"{unquote(user)}:{unquote(password)}"
 
 
 class MarathonError(Exception):
@@ -80,9 +105,20 @@ class MarathonSource:
         self.connect_timeout = min(connect_timeout, settings.timeout)
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
         self.coalesce_seconds = coalesce_seconds  # events this close together share a fetch
-        self._auth_header = (
-            {"Authorization": "Basic " + base64.b64encode(settings.auth.encode()).decode()}
-            if settings.auth else {})
+        # The URLs as requested (no userinfo) and the Authorization header each one gets:
+        # marathon.auth for all of them, else the user:pass@ of that URL, if any.
+        self._urls: list[str] = []
+        self._auth_headers: list[dict[str, str]] = []
+        in_urls = False
+        for url in settings.urls:
+            bare, credentials = split_userinfo(url)
+            in_urls |= credentials is not None
+            self._urls.append(bare)
+            credentials = settings.auth or credentials
+            self._auth_headers.append(_basic(credentials) if credentials else {})
+        if settings.auth and in_urls:
+            log.warning("marathon_auth_overrides_url_credentials: marathon.auth is set, the "
+                        "user:password in marathon.urls is not used")
         self._current = 0  # index of the URL that last worked
         self._fetch_wanted = asyncio.Event()
         self._replay: list[Reducer] | None = None  # events applied while a fetch is in flight
@@ -113,15 +149,35 @@ class MarathonSource:
         async with aiohttp.ClientSession() as session:
             self._session = session
             fetcher = asyncio.create_task(self._fetch_loop(), name="marathon-fetch")
+            events = (asyncio.create_task(self._event_loop(), name="marathon-events")
+                      if self.settings.events else None)
+            deaths = 0
             try:
-                if self.settings.events:
-                    await self._event_loop()
-                else:
-                    await fetcher
+                while True:
+                    started = time.monotonic()
+                    await asyncio.wait({fetcher} if events is None else {fetcher, events},
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    if events is not None and events.done():
+                        events.result()  # it never returns: raise what ended it
+                        raise RuntimeError("marathon event loop returned")
+                    # The fetcher never ends on its own (fetch_once never raises): had it
+                    # died silently, no snapshot would ever be fetched again.
+                    error = fetcher.exception() if not fetcher.cancelled() else None
+                    reason = "cancelled" if error is None else f"{type(error).__name__}: {error}"
+                    deaths = 1 if time.monotonic() - started > self.backoff_cap else deaths + 1
+                    pause = self._backoff(deaths)
+                    log.error("marathon_fetcher_died error=%s restart_in=%.1fs", reason, pause,
+                              exc_info=error)
+                    self.last_error = f"snapshot fetcher died: {reason}"
+                    await asyncio.sleep(pause)
+                    fetcher = asyncio.create_task(self._fetch_loop(), name="marathon-fetch")
             finally:
-                fetcher.cancel()
+                for task in (fetcher, events):
+                    if task is not None:
+                        task.cancel()
                 self._set_connected(False)
-                await asyncio.gather(fetcher, return_exceptions=True)
+                await asyncio.gather(fetcher, *([events] if events else []),
+                                     return_exceptions=True)
 
     # --- snapshot ---------------------------------------------------------------------
 
@@ -152,6 +208,15 @@ class MarathonSource:
 
     async def fetch_once(self) -> bool:
         """Fetch and install a snapshot; on any failure keep the last one. Never raises."""
+        try:
+            return await self._fetch_once()
+        except Exception as e:  # a bug must not stop all future fetches: log, retry later
+            log.exception("marathon_fetch_error")
+            self.metrics.marathon_fetches.labels("error").inc()
+            self.last_error = f"{type(e).__name__}: {e}"
+            return False
+
+    async def _fetch_once(self) -> bool:
         self._replay = []
         try:
             body = await self._get_body("/v2/apps?embed=apps.tasks")
@@ -199,15 +264,27 @@ class MarathonSource:
                 raise MarathonError(f"{resp.url}: invalid answer: {e}") from None
 
     async def _open(self, path: str, timeout: aiohttp.ClientTimeout,
-                    headers: dict[str, str]) -> aiohttp.ClientResponse:
-        """GET `path` from the URL that last worked, then the others in order."""
-        urls = self.settings.urls
+                    headers: dict[str, str],
+                    headers_timeout: float | None = None) -> aiohttp.ClientResponse:
+        """GET `path` from the URL that last worked, then the others in order.
+
+        `headers_timeout` bounds the wait for each URL's response headers (a URL that
+        accepts the connection and never answers then fails over like a refused one).
+        """
+        urls = self._urls
         order = [self._current, *(i for i in range(len(urls)) if i != self._current)]
         errors = []
         for i in order:
             try:
-                resp = await self._get_following(urls[i] + path, timeout, headers)
-            except (aiohttp.ClientError, TimeoutError) as e:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+                async with asyncio.timeout(headers_timeout):
+                    resp = await self._get_following(urls[i] + path, timeout,
+                                                     {**headers, **self._auth_headers[i]})
+            except TimeoutError as e:
+                what = str(e) or f"no answer within {headers_timeout or self.settings.timeout}s"
+                errors.append(f"{redact_url(urls[i])}: TimeoutError {what}")
+                continue
+            except aiohttp.ClientError as e:
                 errors.append(f"{redact_url(urls[i])}: {type(e).__name__} {e}".strip())
                 continue
             if resp.status == 200:
@@ -225,13 +302,14 @@ class MarathonSource:
         assert self._session is not None
         for _ in range(5):
             resp = await self._session.get(url, timeout=timeout, allow_redirects=False,
-                                           headers={**headers, **self._auth_header})
+                                           headers=headers)
             location = resp.headers.get("Location")
             if resp.status not in (301, 302, 303, 307, 308) or not location:
                 return resp
             resp.release()
-            url = urljoin(url, location)
-        raise aiohttp.ClientError(f"too many redirects ending at {url}")
+            # Credentials in a Location are not sent (aiohttp refuses them with our header).
+            url = split_userinfo(urljoin(url, location))[0]
+        raise aiohttp.ClientError(f"too many redirects ending at {redact_url(url)}")
 
     # --- events -----------------------------------------------------------------------
 
@@ -264,10 +342,12 @@ class MarathonSource:
         return backoff(failures, self.backoff_base, self.backoff_cap)
 
     async def _stream_once(self) -> None:
-        query = "&".join(f"event_type={t}" for t in SUBSCRIBED)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout,
                                         sock_read=None)
-        resp = await self._open(f"/v2/events?{query}", timeout, {"Accept": "text/event-stream"})
+        # The read timeouts above stay off for the stream itself (stall_timeout watches it),
+        # so the wait for its response headers is bounded here.
+        resp = await self._open(EVENTS_PATH, timeout, {"Accept": "text/event-stream"},
+                                headers_timeout=self.settings.timeout)
         async with resp:
             self._set_connected(True)
             self._connected_at = time.monotonic()
@@ -303,12 +383,23 @@ class MarathonSource:
             if event_type == "status_update_event":
                 update = parse_status_update(payload)
                 self._apply(update.app_id, lambda s: apply_status_update(s, update))
+                if update.state == "TASK_LOST":
+                    # Kept as TASK_LOST; whether Marathon keeps it too (agent may come
+                    # back) or expunges it, the event does not say: a fetch does.
+                    self.request_fetch()
                 if self.on_task_change is not None:
                     self.on_task_change()
             elif event_type == "health_status_changed_event":
                 ch = parse_health_change(payload)
-                self._apply(ch.app_id,
-                            lambda s: apply_health_change(s, ch.app_id, ch.task_id, ch.alive))
+                snap = self.store.current.marathon
+                if snap is not None and health_change_needs_fetch(snap, ch.app_id, ch.task_id,
+                                                                  ch.alive):
+                    # Several health checks and the event does not say which one passed:
+                    # only a fetch knows whether all of them do now.
+                    self.request_fetch()
+                else:
+                    self._apply(ch.app_id,
+                                lambda s: apply_health_change(s, ch.app_id, ch.task_id, ch.alive))
             elif event_type in REFETCH:
                 if event_type == "app_terminated_event" and isinstance(payload, dict):
                     app_id = "/" + str(payload.get("appId", "")).strip("/")

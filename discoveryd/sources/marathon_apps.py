@@ -31,6 +31,19 @@ class MarathonFormatError(ValueError):
     """The document (or one app/task in it) does not have Marathon's shape."""
 
 
+# What reading one app or task of an unexpected shape can raise besides our own
+# MarathonFormatError (a list where a string was expected: TypeError; a string where an
+# object was expected: AttributeError ...): that app or task is skipped, never the fetch.
+_SHAPE_ERRORS = (MarathonFormatError, TypeError, AttributeError, ValueError, KeyError,
+                 IndexError)
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, MarathonFormatError):
+        return str(e)
+    return f"unexpected shape ({type(e).__name__}: {e})"
+
+
 def parse_apps(raw: Any) -> MarathonSnapshot:
     """A `/v2/apps?embed=apps.tasks` answer -> snapshot; bad apps/tasks are skipped."""
     if not isinstance(raw, dict) or not isinstance(raw.get("apps"), list):
@@ -44,8 +57,8 @@ def parse_apps(raw: Any) -> MarathonSnapshot:
         identified += label != "?"
         try:
             app, bad_tasks = _parse_app(item)
-        except MarathonFormatError as e:
-            skipped.append((label, str(e)))
+        except _SHAPE_ERRORS as e:
+            skipped.append((label, _reason(e)))
             continue
         skipped.extend((app.app_id, reason) for reason in bad_tasks)
         if app.app_id in apps:
@@ -150,9 +163,9 @@ def _parse_app(raw: Any) -> tuple[App, list[str]]:
     for t in _list(raw.get("tasks"), "tasks"):
         try:
             tasks.append(parse_task(t, app_id))
-        except MarathonFormatError as e:
+        except _SHAPE_ERRORS as e:
             tid = t.get("id") if isinstance(t, dict) else None
-            bad.append(f"task {tid or '?'}: {e}")
+            bad.append(f"task {tid if isinstance(tid, str) and tid else '?'}: {_reason(e)}")
     app = App(
         app_id=app_id,
         labels=parse_labels(raw.get("labels")),
@@ -184,10 +197,12 @@ def parse_networking(raw: dict[str, Any]) -> str:
     networks = raw.get("networks")
     if networks:
         mode = _list_of_dicts(networks, "networks")[0].get("mode", "container")
-        if mode not in _NETWORK_MODES:
+        if not isinstance(mode, str) or mode not in _NETWORK_MODES:
             raise MarathonFormatError(f"unknown network mode {mode!r}")
         return _NETWORK_MODES[mode]
     if raw.get("ipAddress") is not None:
+        if not isinstance(raw["ipAddress"], dict):
+            raise MarathonFormatError("ipAddress is not an object")
         return "container"
     docker = _docker(raw)
     network = docker.get("network")
@@ -207,7 +222,11 @@ def parse_service_ports(raw: dict[str, Any], networking: str) -> tuple[ServicePo
         return tuple(_port_mapping(m) for m in _list_of_dicts(mappings, "portMappings"))
     if networking == "container":
         ip = raw.get("ipAddress") or {}
+        if not isinstance(ip, dict):
+            raise MarathonFormatError("ipAddress is not an object")
         discovery = ip.get("discovery") or ip.get("discoveryInfo") or {}
+        if not isinstance(discovery, dict):
+            raise MarathonFormatError("ipAddress.discovery is not an object")
         return tuple(
             ServicePort(service_port=0, container_port=_int(p.get("number"), "discovery port"),
                         protocol=_str(p.get("protocol"), "protocol") or "tcp",
