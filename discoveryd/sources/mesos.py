@@ -20,7 +20,7 @@ import aiohttp
 
 from discoveryd.metrics import Metrics
 from discoveryd.model.cluster import Leader, with_mesos
-from discoveryd.model.mesos import MesosState, Pid
+from discoveryd.model.mesos import MesosState, Pid, join_host_port
 from discoveryd.settings import MesosSettings, redact_url, split_host_port
 from discoveryd.sources.backoff import backoff
 from discoveryd.sources.state_decoder import StateDecoder, Undecodable
@@ -70,6 +70,9 @@ class MesosSource:
         self._session: aiohttp.ClientSession | None = None
         self._zk: ZkMasterWatch | None = None
         self._zk_masters: tuple[MasterInfo, ...] = ()
+        self._zk_leader: MasterInfo | None = None  # None also when its node is unreadable
+        self._zk_error: str | None = None  # the watch could not be made or reads are refused
+        self._zk_unusable = False  # the zk URL was refused: static masters only
         self._zk_connected = False
         self._zk_missing_since: float | None = None  # loop time since when no usable zk leader
         self._skips_logged: set[str] = set()
@@ -109,25 +112,20 @@ class MesosSource:
             "zk_connected": self._zk_connected if self._settings.zk else None,
             "zk_session": f"0x{session[0]:x}" if session else None,
             "zk_masters": [m.address for m in self._zk_masters],
+            "zk_error": self._zk_error,
             "last_refresh": self._last_refresh,
             "last_error": self._last_error,
         }
 
     async def run(self) -> None:
         """Long-lived: the one place that catches, logs, counts and backs off."""
-        loop = asyncio.get_running_loop()
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._settings.state_timeout))
-        self._set_leader_gauge(None)
-        if self._settings.zk:
-            self._metrics.zk_connected.set(0)
-            self._zk_missing_since = loop.time()
-            self._zk = ZkMasterWatch(self._settings.zk, loop, self._on_zk_children,
-                                     self._on_zk_state)
-            self._zk.start()
-            log.info("zk_watch_started zk=%s", redact_url(self._settings.zk))
         failures = 0
         try:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._settings.state_timeout))
+            self._set_leader_gauge(None)
+            if self._settings.zk:
+                self._start_zk(self._settings.zk)
             while True:
                 self._wake.clear()
                 try:
@@ -136,9 +134,10 @@ class MesosSource:
                 except asyncio.CancelledError:
                     raise
                 except NoLeader as e:  # waiting for ZooKeeper: not a failure to back off from
-                    if self._last_error != str(e):
-                        log.info("waiting_for_leader %s", e)
-                    self._last_error = str(e)
+                    why = f"{e} ({self._zk_error})" if self._zk_error else str(e)
+                    if self._last_error != why:
+                        log.info("waiting_for_leader %s", why)
+                    self._last_error = why
                 except Exception as e:  # keep following; the last good state stays
                     failures += 1
                     self._last_error = str(e)
@@ -146,6 +145,24 @@ class MesosSource:
                 await self._sleep(self._next_delay(failures))
         finally:
             await self.close()
+
+    def _start_zk(self, url: str) -> None:
+        """Start the ZooKeeper watch; a URL kazoo refuses leaves the static masters only."""
+        loop = asyncio.get_running_loop()
+        self._metrics.zk_connected.set(0)
+        self._zk_missing_since = loop.time()
+        try:
+            self._zk = ZkMasterWatch(url, loop, self._on_zk_children, self._on_zk_state,
+                                     on_error=self._on_zk_error)
+            self._zk.start()
+        except Exception as e:  # kazoo's host parsing: ValueError("bad hostname"), ...
+            self._zk, self._zk_unusable = None, True
+            self._zk_error = f"mesos.zk {redact_url(url)} unusable: {e}"
+            self._last_error = self._zk_error
+            log.error("zk_watch_failed zk=%s error=%s; %s", redact_url(url), e,
+                      "using the static masters" if self._static else "no static masters")
+            return
+        log.info("zk_watch_started zk=%s", redact_url(url))
 
     async def close(self) -> None:
         """Release the HTTP session and the ZooKeeper client (idempotent)."""
@@ -168,6 +185,12 @@ class MesosSource:
         log.info("zk_state state=%s", state)
         self._update_missing()
 
+    def _on_zk_error(self, error: str | None) -> None:
+        """The watch's reads are refused (NoAuthError, ...) or, with None, work again."""
+        if error != self._zk_error:
+            self._zk_error = error
+            self._fire()  # a refresh now: last_error says why no leader is known
+
     def _on_zk_children(self, children: dict[str, bytes]) -> None:
         leader, masters, skipped = leader_from_children(children)
         for reason in skipped:
@@ -175,8 +198,9 @@ class MesosSource:
                 self._skips_logged.add(reason)
                 log.warning("zk_master_skipped %s", reason)
         old, self._zk_masters = self._zk_masters, masters
+        old_leader, self._zk_leader = self._zk_leader, leader
         self._update_missing()
-        if leader != (old[0] if old else None):
+        if leader != old_leader:
             log.info("zk_leader_detected leader=%s masters=%s",
                      leader.address if leader else None, [m.address for m in masters])
             if self._inflight is not None:
@@ -186,7 +210,7 @@ class MesosSource:
             self.request_refresh()  # only the other masters changed: refresh ClusterState.masters
 
     def _update_missing(self) -> None:
-        usable = self._zk_connected and bool(self._zk_masters)
+        usable = self._zk_connected and self._zk_leader is not None
         if usable:
             if self._zk_missing_since is not None:
                 self._zk_missing_since = None
@@ -227,9 +251,9 @@ class MesosSource:
 
     def _candidates(self) -> list[Leader]:
         static = [Leader(h, p, "static", _ip_or_none(h)) for h, p in self._static]
-        if not self._settings.zk:
+        if not self._settings.zk or self._zk_unusable:
             return static
-        zk_leader = self._zk_masters[0] if self._zk_masters else None
+        zk_leader = self._zk_leader
         as_leader = [Leader(zk_leader.host, zk_leader.port, "zk", zk_leader.ip)] if zk_leader else []
         if self._zk_missing_since is None:
             return as_leader
@@ -313,14 +337,20 @@ class MesosSource:
         self._set_leader_gauge(leader.source)
 
     def _masters_for(self, leader: Leader) -> tuple[str, ...]:
-        """"ip:port" of every known master, leader first."""
-        lead = f"{leader.ip or leader.host}:{leader.port}"
+        """"host:port" ("[v6]:port") of every known master, in the order mesos-dns numbers
+        masterN: from ZooKeeper the leader first, then the others (detect/masters.go
+        ordered()); from the static list its configured order (main.go hands over
+        config.Masters as is), the leader appended when it is not listed."""
+        lead = join_host_port(leader.ip or leader.host, leader.port)
+        same = {lead.lower(), join_host_port(leader.host, leader.port).lower()}
         if leader.source == "zk" and self._zk_masters:
-            others = [f"{m.ip or m.host}:{m.port}" for m in self._zk_masters]
-        else:
-            others = [f"{h}:{p}" for h, p in self._static]
-        same = {lead, f"{leader.host}:{leader.port}"}
-        return (lead, *[m for m in others if m not in same])
+            others = [join_host_port(m.ip or m.host, m.port) for m in self._zk_masters]
+            return (lead, *[m for m in others if m.lower() not in same])
+        # The leader's own entry by the IP it was reached at (a listed hostname would only
+        # resolve to it again); its place in the list stays.
+        static = tuple(lead if m.lower() in same else m
+                       for m in (join_host_port(h, p) for h, p in self._static))
+        return static if lead in static else (*static, lead)
 
     def _set_leader_gauge(self, source: str | None) -> None:
         for s in LEADER_SOURCES:

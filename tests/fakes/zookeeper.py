@@ -163,14 +163,16 @@ def packed_ip(ip: str) -> int:
 
 
 def master_info(ip: str, port: int, hostname: str | None = None) -> dict:
-    """The JSON MasterInfo a Mesos master writes into its `json.info_` znode."""
+    """The JSON MasterInfo a Mesos master writes into its `json.info_` znode. For an IPv6
+    master the legacy uint32 `ip` holds 0 (it is IPv4 only) and the pid brackets the IP."""
     hostname = hostname or ip
+    v6 = ":" in ip
     return {
         "address": {"hostname": hostname, "ip": ip, "port": port},
         "hostname": hostname,
         "id": f"{uuid.uuid4()}",
-        "ip": packed_ip(ip),
-        "pid": f"master@{ip}:{port}",
+        "ip": 0 if v6 else packed_ip(ip),
+        "pid": f"master@[{ip}]:{port}" if v6 else f"master@{ip}:{port}",
         "port": port,
         "version": "1.11.0",
     }
