@@ -30,7 +30,7 @@ HELP = {
     "marathon.events": "hold `/v2/events` open; `false` polls every `refresh_seconds`",
     "marathon.refresh_seconds": "full re-sync interval even while events flow",
     "marathon.timeout": "seconds for one Marathon request",
-    "marathon.auth": "`user:password` for HTTP basic auth (redacted in `/v1/config` and logs)",
+    "marathon.auth": "`user:password` for HTTP basic auth (redacted in `/v1/config` and logs); `user:pass@` in a `marathon.urls` entry works too and is sent the same way; `marathon.auth` wins if both are set",
     "marathon.stall_timeout": "seconds without a byte on `/v2/events` (events or keep-alives) before the stream is reopened and re-synced (addition)",
     "dns.enabled": "serve DNS",
     "dns.domain": "the authoritative domain",

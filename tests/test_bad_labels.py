@@ -228,12 +228,13 @@ def test_hostile_app_id_is_skipped_and_named_on_one_bounded_line(app_id: str) ->
 def test_vhost_rules_an_operator_expects() -> None:
     ok = {"Shop.Example.COM": ("shop.example.com",), "*.example.com": ("*.example.com",),
           "a.test, b.test": ("a.test", "b.test"), "xn--bcher-kva.example": ("xn--bcher-kva.example",),
-          ("a" * 63 + ".test"): ("a" * 63 + ".test",)}
+          ("a" * 63 + ".test"): ("a" * 63 + ".test",),
+          "a_b.test": ("a_b.test",)}  # marathon-lb passes "_" through
     for value, hosts in ok.items():
         view, skipped = build_view(snapshot(hostile_app({"HAPROXY_0_VHOST": value})), S)
         assert skipped == [] and view.backends[0].labels.vhosts == hosts, value
     for value in ["bücher.example", "a" * 64 + ".test", ".".join(["a" * 60] * 5),
-                  "a..test", "-a.test", "a_b.test", "a.test.", "*", "a.*.test"]:
+                  "a..test", "-a.test", "a.test.", "*", "a.*.test", "a b.test"]:
         _, skipped = build_view(snapshot(hostile_app({"HAPROXY_0_VHOST": value})), S)
         assert skipped == [(HOSTILE_ID, 0, "bad_vhost")], value
 

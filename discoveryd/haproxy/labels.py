@@ -17,23 +17,31 @@ from dataclasses import dataclass
 from discoveryd.model.marathon import App
 
 # Lower-case ASCII only: with re.I, Python would also match "ſ" and the Kelvin sign "K".
-# A DNS label is at most 63 characters, a name at most 253 (RFC 1035).
-HOST_RE = re.compile(r"^(?=.{1,253}$)(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-                     r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+# A DNS label is at most 63 characters, a name at most 253 (RFC 1035). "_" is allowed, as
+# marathon-lb passes it: Host headers such as my_app.example.com exist in the wild.
+HOST_RE = re.compile(r"^(?=.{1,253}$)(\*\.)?[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+                     r"(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$")
 PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%+-]*$")
 # Redirect locations and Location rewrites are HAProxy log-format strings: "%H" would be
 # expanded and a lone "%" breaks the file, so those paths take no "%".
 LOG_FORMAT_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/+-]*$")
 APP_ID_RE = re.compile(r"^(?=.{2,1024}$)/[A-Za-z0-9][A-Za-z0-9._/-]*$")
 CERT_RE = re.compile(r"^/?[A-Za-z0-9_.@/-]+$")
-BIND_OPTIONS_RE = re.compile(r"^[A-Za-z0-9_.:/@=,+-]+( [A-Za-z0-9_.:/@=,+-]+)*$")
+# Words of characters that cannot start a comment, quote, escape or log-format variable;
+# "!" for cipher strings ("ciphers HIGH:!aNULL"). haproxy -c and bisection judge the rest.
+BIND_OPTIONS_RE = re.compile(r"^[A-Za-z0-9_.:/@=,+!-]+( [A-Za-z0-9_.:/@=,+!-]+)*$")
 REALM_RE = re.compile(r"^[A-Za-z0-9_. -]+$")
 USER_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 PASSWORD_RE = re.compile(r"^[A-Za-z0-9./$=+_-]+$")
 GROUP_RE = re.compile(r"^[A-Za-z0-9_.*-]+$")
+# HAProxy 2.6's algorithms with their options ("random(2)", "uri whole", "url_param sid
+# check_post", "hdr(host) use_domain_only"): marathon-lb passes any value through, so every
+# form HAProxy accepts must pass here too ("hash <expr>" is the one left out).
 BALANCE_RE = re.compile(
-    r"^(roundrobin|static-rr|leastconn|first|source|uri|random|"
-    r"url_param [A-Za-z0-9_-]+|hdr\([A-Za-z0-9_-]+\)|rdp-cookie(\([A-Za-z0-9_-]+\))?)$")
+    r"^(roundrobin|static-rr|leastconn|first|source|random(\([1-9][0-9]{0,3}\))?"
+    r"|uri( (len|depth) [1-9][0-9]{0,3}| whole| path-only)*"
+    r"|url_param [A-Za-z0-9_.-]+( check_post)?|hdr\([A-Za-z0-9_-]+\)( use_domain_only)?"
+    r"|rdp-cookie(\([A-Za-z0-9_-]+\))?)$")
 # marathon-lb's string_to_bool: these are true, every other value is false.
 TRUE = frozenset({"true", "t", "yes", "y"})
 # What a label that reaches haproxy.cfg may hold at all, before its own pattern: no control

@@ -42,6 +42,13 @@ def regex_escape(path: str) -> str:
     return re.sub(r"([.+])", r"\\\1", path)
 
 
+def location_hosts(vhosts: tuple[str, ...]) -> str:
+    """The app's own hosts as a regex alternation, for rewriting only the Location headers
+    that point back at the app (as marathon-lb): a redirect to another site stays intact."""
+    return "|".join(("[^/:]*" + regex_escape(h[1:])) if h.startswith("*.") else regex_escape(h)
+                    for h in vhosts)
+
+
 # Ends each backend's block in one batch render; no label or name can contain it.
 SEPARATOR = "\x00"
 APP = "_app.j2"
@@ -95,6 +102,7 @@ class Renderer:
         env.globals.update(bind=bind_spec, host_cond=host_cond, sni_cond=sni_cond,
                            vhost_cond=vhost_cond)
         env.filters["regex_escape"] = regex_escape
+        env.globals["location_hosts"] = location_hosts
         self._template = env.get_template(MAIN)
         self._blocks_template = blocks_template(env)
         self._blocks: dict[Backend, str] = {}

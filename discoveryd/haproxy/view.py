@@ -8,6 +8,7 @@ Order is always sorted (app id, port index, names), so equal input renders equal
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import zlib
 from dataclasses import dataclass, replace
@@ -51,6 +52,12 @@ class Server:
     port: int
     check_port: int | None = None
     disabled: bool = False  # blue/green: the old colour, drained
+
+    @property
+    def cookie(self) -> str:
+        """The sticky-session cookie value: a digest (as marathon-lb), so the cookie does not
+        tell clients the backend's address."""
+        return hashlib.sha1(self.name.encode()).hexdigest()[:10]
 
     @property
     def endpoint(self) -> str:
@@ -438,10 +445,15 @@ def _host_rules(backends: list[Backend]) -> tuple[HostRule, ...]:
                                   b.labels.weight, b.labels.auth, b.userlist,
                                   b.labels.redirect_to_https))
     # Higher weight first (a path counts as weight 1, as in marathon-lb), then path rules
-    # before catch-alls (a prefix must win over its host's catch-all), longest path first.
-    rules.sort(key=lambda r: (-r.weight, r.path is None, -len(r.path or ""), r.path or "",
-                              r.wildcard, r.host, r.backend))
+    # before catch-alls (a prefix must win over its host's catch-all), longest prefix first,
+    # exact hosts before wildcards. Ties keep marathon-lb's order: backends come sorted by
+    # app id and port index, hosts in VHOST label order (the sort is stable).
+    rules.sort(key=lambda r: (-r.weight, r.path is None, -_longest_prefix(r.path), r.wildcard))
     return tuple(rules)
+
+
+def _longest_prefix(path: str | None) -> int:
+    return max((len(p) for p in path.split()), default=0) if path else 0
 
 
 def _appid_rules(backends: list[Backend]) -> tuple[AppIdRule, ...]:

@@ -8,7 +8,8 @@ from aiohttp import web
 
 
 class EchoHTTP:
-    """HTTP server answering `name path` on every path; /health follows `healthy`."""
+    """HTTP server answering `name path` on every path; /health follows `healthy`;
+    /redirect?to=LOCATION answers 302 with that Location."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -20,6 +21,9 @@ class EchoHTTP:
         if request.path == "/health":
             return web.Response(status=200 if self.healthy else 503, text=self.name)
         headers = {"X-Echo-Path": request.path_qs}
+        if request.path == "/redirect":
+            headers["Location"] = request.query["to"]
+            return web.Response(status=302, text=self.name, headers=headers)
         return web.Response(text=self.name, headers=headers)
 
     async def start(self) -> EchoHTTP:
