@@ -3,6 +3,7 @@ gives, and an unusable big body is reported as such (not raised across the proce
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -10,8 +11,9 @@ import signal
 
 import pytest
 
+from discoveryd.dns.records import build_records, hash_string
 from discoveryd.sim.mesos_master import SimMesosMaster
-from discoveryd.sources.state_decoder import StateDecoder, Undecodable, decode_state
+from discoveryd.sources.state_decoder import StateDecoder, Undecodable, decode_state, load_json
 from tests.daemon_harness import eventually
 from tests.fault_states import generation_state
 
@@ -52,3 +54,63 @@ async def test_a_killed_helper_falls_back_to_a_thread_then_is_replaced(
 
 async def _decodes(decoder: StateDecoder, body: bytes) -> bool:
     return await decoder.decode(body) == decode_state(body)
+
+
+# --- strings as Go's encoding/json (mesos-dns) reads them -------------------------------
+
+def _state_with_task_id(raw_id: bytes) -> bytes:
+    """A leader state with two running tasks; the first one's id is `raw_id`, spliced in as
+    raw bytes (so it can hold bytes json.dumps would never write)."""
+    def task(tid: str, name: str) -> dict:
+        return {"id": tid, "name": name, "slave_id": "S1-S7", "state": "TASK_RUNNING",
+                "framework_id": "F1"}
+    state = {"leader": "master@10.0.0.1:5050",
+             "slaves": [{"id": "S1-S7", "hostname": "a1", "pid": "slave(1)@10.0.1.1:5051"}],
+             "frameworks": [{"id": "F1", "name": "marathon", "pid": "scheduler@10.0.0.9:8080",
+                             "tasks": [task("ID-PLACEHOLDER", "web"), task("ok.1", "api")]}]}
+    return json.dumps(state).encode().replace(b"ID-PLACEHOLDER", raw_id)
+
+
+def _go_hash(go_string: str) -> str:
+    """mesos-dns's hashString, computed independently of records.hash_string."""
+    digest = hashlib.sha1(go_string.encode("utf-8")).digest()
+    bits = bin(int.from_bytes(digest, "big"))[2:].zfill(160)
+    return "".join("ybndrfg8ejkmcpqxot1uwisza345h769"[int(bits[i:i + 5], 2)]
+                   for i in range(0, 25, 5))
+
+
+def _task_names(decoded: object) -> set[str]:
+    assert isinstance(decoded, tuple), decoded
+    rs = build_records(decoded[0], domain="mesos", masters=[], ip_sources=["host"],
+                       enforce_rfc952=False, mname="ns1.mesos", listen_ips=[])
+    return {n for n in rs.a if n.endswith(".marathon.mesos.")}
+
+
+@pytest.mark.parametrize("raw, go", [
+    (b"t-\xff", "t-\ufffd"),  # not UTF-8 at all: used to refuse the whole state
+    (b"t-\xed\xa0\x80", "t-\ufffd\ufffd\ufffd"),  # an encoded surrogate: Go, one per byte
+    (b"t-\xe2\x82x", "t-\ufffd\ufffdx"),  # a truncated sequence: one U+FFFD per byte too
+    (b"t-\\ud800x", "t-\ufffdx"),  # a lone surrogate escape: build_records used to raise
+    (b"t-\\udc00\\ud83d\\ude00", "t-\ufffd\U0001f600"),  # the valid pair stays
+    (b"t-\\ud800\\\\ud800", "t-\ufffd\\ud800"),  # the second one is not an escape
+])
+def test_bad_strings_become_u_fffd_as_in_go(raw: bytes, go: str) -> None:
+    decoded = decode_state(_state_with_task_id(raw))
+    assert isinstance(decoded, tuple), decoded
+    ids = [t.id for f in decoded[0].frameworks for t in f.tasks]
+    assert ids == [go, "ok.1"]
+    # Every record is built, the bad task's canonical name carrying Go's hash.
+    names = _task_names(decoded)
+    assert f"web-{_go_hash(go)}-s7.marathon.mesos." in names
+    assert f"api-{_go_hash('ok.1')}-s7.marathon.mesos." in names
+
+
+def test_a_lone_surrogate_hashes_as_go_even_when_not_decoded_here() -> None:
+    assert hash_string("t-\ud800x") == hash_string("t-\ufffdx") == _go_hash("t-\ufffdx")
+
+
+def test_load_json_keeps_json_semantics() -> None:
+    assert load_json(b'\xef\xbb\xbf{"a": ["\\u00e9", 1.5, null]}') == {"a": ["\u00e9", 1.5, None]}
+    assert load_json(b'{"\\ud800": "\\ud83d\\ude00"}') == {"\ufffd": "\U0001f600"}
+    with pytest.raises(ValueError):
+        load_json(b'{"a": ')

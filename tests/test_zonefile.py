@@ -7,6 +7,7 @@ import os
 import dns.rdatatype
 import dns.zone
 
+from discoveryd.dns.records import hash_string
 from discoveryd.dns.recordset import RecordSet, Srv
 from discoveryd.dns.zonefile import listener_ips, records_command, system_resolver, zone_lines
 from discoveryd.settings import Settings, SoaSettings
@@ -78,3 +79,16 @@ def test_system_resolver_caches_and_reads_literals():
     assert resolve("::ffff:10.1.2.3") == "10.1.2.3"
     assert resolve("localhost") in ("127.0.0.1", "::1")
     assert "localhost" in cache
+
+
+def test_records_command_reads_a_bad_byte_as_go_does(tmp_path):
+    # An invalid UTF-8 byte in one task id is U+FFFD (as mesos-dns's decoder has it), not a
+    # refusal of the whole file; the task keeps its records, hashed from the replaced id.
+    state = tmp_path / "state.json"
+    bad_id = b"nginx.1bc32344-3dda-11e4-a088-c20493233aa5\xff"
+    state.write_bytes(FAKE.read_bytes().replace(b"nginx.1bc32344-3dda-11e4-a088-c20493233aa5",
+                                                bad_id))
+    settings = Settings.model_validate({"dns": {"listen": ["127.0.0.1:5353"]}})
+    text = records_command(state, settings)
+    canonical = f"nginx-{hash_string(bad_id.decode('utf-8', 'replace'))}-0.marathon.mesos."
+    assert any(line.startswith(canonical + " ") for line in text.splitlines()), text

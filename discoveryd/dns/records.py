@@ -11,6 +11,7 @@ Where mesos-dns would emit an unencodable name (a label over 63 bytes, a name ov
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Sequence
 
 from discoveryd.dns.labels import LabelFunc, domain_frag, label_func
@@ -23,13 +24,19 @@ Resolve = Callable[[str], str | None]
 ZBASE32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
 MAX_LABEL = 63
 MAX_NAME = 254  # presentation length with the trailing dot; 255 bytes on the wire
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Longest prefix a task adds before the framework fragment: "_<63>._<64>._tcp.".
 _TASK_PREFIX = 1 + 63 + 1 + 1 + 64 + 1 + 4 + 1
 
 
 def hash_string(value: str) -> str:
-    """First 5 z-base-32 characters of SHA-1(value), as mesos-dns's hashString."""
-    bits = int.from_bytes(hashlib.sha1(value.encode()).digest()[:4], "big")
+    """First 5 z-base-32 characters of SHA-1(value), as mesos-dns's hashString. A lone
+    surrogate (which Go's JSON decoder never produces) is hashed as the U+FFFD Go has."""
+    try:
+        data = value.encode()
+    except UnicodeEncodeError:
+        data = _SURROGATE.sub("\ufffd", value).encode()
+    bits = int.from_bytes(hashlib.sha1(data).digest()[:4], "big")
     return "".join(ZBASE32[(bits >> (27 - 5 * i)) & 31] for i in range(5))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import functools
 import ipaddress
-import json
 import os
 import socket
 import struct
@@ -52,10 +51,11 @@ def zone_lines(
 def records_command(state_path: str | os.PathLike[str], settings: Settings) -> str:
     """What `discoveryd records --state FILE` prints. Raises OSError, ValueError
     (bad JSON) or sources.mesos_state.StateError for the CLI to report."""
-    from discoveryd.sources.mesos_state import parse_master_state  # CLI-only edge
+    from discoveryd.sources.mesos_state import parse_master_state  # CLI-only edges
+    from discoveryd.sources.state_decoder import load_json
 
     path = Path(state_path)
-    mesos = parse_master_state(json.loads(path.read_text()))
+    mesos = parse_master_state(load_json(path.read_bytes()))
     dns = settings.dns
     rs = build_records(
         mesos,

@@ -8,17 +8,24 @@ process (spawned on first need, then kept); only the compact typed result comes 
 a thread: small clusters never start a process. If the helper cannot start or dies, the
 body is decoded in a thread instead, so a big state is late at worst, never lost; after
 MAX_BREAKS deaths no more helpers are tried.
+
+Strings are read as Go's encoding/json (mesos-dns) reads them: each invalid UTF-8 byte and
+each lone surrogate (raw bytes or a `\\uD800` escape) becomes U+FFFD, so one bad byte in a
+task name neither refuses the whole state nor changes the task's name hash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import logging
 import multiprocessing
+import re
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
 
 from discoveryd.model.mesos import MesosState, Pid
 from discoveryd.sources.mesos_state import StateError, parse_master_state, parse_pid
@@ -27,6 +34,65 @@ log = logging.getLogger("discoveryd.mesos")
 
 BIG_BODY = 512 * 1024
 MAX_BREAKS = 3
+
+# Go's utf8.DecodeRune consumes an invalid sequence one byte at a time: one U+FFFD per byte
+# (Python's "replace" gives one per maximal invalid subpart).
+def _ufffd_per_byte(e: UnicodeError) -> tuple[str, int]:
+    assert isinstance(e, UnicodeDecodeError)
+    return "\ufffd" * (e.end - e.start), e.end
+
+
+codecs.register_error("discoveryd.ufffd", _ufffd_per_byte)
+# An escape when the backslash is itself unescaped (an odd run of backslashes).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def load_json(body: bytes) -> Any:
+    """`json.loads(body)` with Go's string semantics (see the module docstring). Costs what
+    json.loads costs (it decodes the bytes the same way) plus a regex scan for surrogate
+    escapes; the tree is walked only when one of them is lone. Raises ValueError."""
+    if body.startswith(codecs.BOM_UTF8):  # json.loads(bytes) skips one; keep doing so
+        body = body[3:]
+    text = body.decode("utf-8", "discoveryd.ufffd")  # no surrogates from raw bytes
+    raw = json.loads(text)
+    if _lone_surrogate_escape(text):
+        raw = _replace_surrogates(raw)
+    return raw
+
+
+def _lone_surrogate_escape(text: str) -> bool:
+    """Whether some \\uD800-\\uDFFF escape is not half of a high+low pair."""
+    if "\\ud" not in text and "\\uD" not in text:  # substring search: ~5 ms for 10 MB
+        return False
+    low_at = -1  # after a high surrogate: where its low half must start
+    for m in _SURROGATE_ESCAPE.finditer(text):
+        start = first = m.start()
+        while first > 0 and text[first - 1] == "\\":
+            first -= 1
+        slashes = start + 1 - first
+        low = text[start + 3] in "cdefCDEF"
+        if low_at >= 0:
+            if start == low_at and slashes == 1 and low:
+                low_at = -1
+                continue
+            return True
+        if slashes % 2 == 0:
+            continue  # escaped backslashes, then a plain "u"
+        if low:
+            return True
+        low_at = m.end()
+    return low_at >= 0
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +109,8 @@ Decoded = tuple[MesosState, Pid | None]  # the typed state and the answering mas
 
 def decode_state(body: bytes) -> Decoded | Undecodable:
     try:
-        raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+        raw = load_json(body)
+    except ValueError as e:
         return Undecodable("invalid", f"not JSON: {e}")
     if isinstance(raw, dict) and not raw.get("leader"):
         return Undecodable("not_leader", "knows no leader")
