@@ -4,8 +4,9 @@
 IPs by the `resolve` callable the caller passes (default: IP literals only), and
 everything left out is returned in `RecordSet.skipped` for the caller to log.
 
-Where mesos-dns would emit an unencodable name (a label over 63 bytes, a name over
-255) we shorten it deterministically (truncate + 5-char hash) and say so.
+Where mesos-dns would emit an unencodable label (over 63 bytes: a long task name plus its
+hash and agent suffix) we shorten it deterministically (truncate + 5-char hash); a name over
+255 bytes, which mesos-dns stores but can never answer, is left out. Both are reported.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ ZBASE32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
 MAX_LABEL = 63
 MAX_NAME = 254  # presentation length with the trailing dot; 255 bytes on the wire
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# Longest prefix a task adds before the framework fragment: "_<63>._<64>._tcp.".
-_TASK_PREFIX = 1 + 63 + 1 + 1 + 64 + 1 + 4 + 1
 
 
 def hash_string(value: str) -> str:
@@ -58,14 +57,17 @@ def _fit_dotted(name: str) -> str:
     return ".".join(map(fit_label, name.split(".")))
 
 
-def _is_hostname(name: str) -> bool:
-    return all(
-        p and len(p) <= MAX_LABEL and p.strip("-") == p and all(c in _HOST_CHARS for c in p)
-        for p in name.split(".")
-    )
+def _is_servable(name: str) -> bool:
+    """Whether mesos-dns answers its raw (unsanitised) DiscoveryInfo name `name`: it stores
+    every raw name, but its resolver only lower-cases the question, and a label with
+    characters the wire form escapes (or an empty or over-long label) never matches."""
+    return all(0 < len(p) <= MAX_LABEL and all(c in _RAW_CHARS for c in p)
+               for p in name.split("."))
 
 
-_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+# Printable ASCII but upper case and what DNS presentation format escapes (miekg/dns).
+_RAW_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + ".'@;()\"\\$")
 
 
 class _Builder:
@@ -166,18 +168,11 @@ def build_records(
 
 
 def _framework_fragment(b: _Builder, f: Framework) -> str:
+    """The framework's labels as mesos-dns makes them (each part sanitised, so at most 63
+    bytes); never shortened as a whole: a name it makes too long is left out by itself."""
     frag = domain_frag(f.name, b.label)
     if not frag:
         b.skip(f"framework {f.id}", f"name {f.name!r} has no valid DNS characters")
-        return ""
-    limit = MAX_NAME - len(b.tail) - len(".slave") - _TASK_PREFIX
-    if len(frag) > limit > 6:
-        short = frag[: limit - 6].rstrip("-.")
-        labels = short.split(".")
-        labels[-1] = fit_label(labels[-1] + "-" + hash_string(frag))
-        short = ".".join(labels)
-        b.skip(f"framework {f.id}", f"name fragment {frag!r} too long, shortened to {short!r}")
-        frag = short
     return frag
 
 
@@ -295,19 +290,19 @@ def _source_ips(task: MesosTask, source: str, host_ips: tuple[str, ...]) -> Iter
 
 
 def _task_names(b: _Builder, task: MesosTask) -> list[str]:
-    """The task's name label(s): DiscoveryInfo name (sanitised, plus mesos-dns's legacy raw
-    form when that is a valid lowercase hostname), else the task name."""
+    """The task's name label(s): the DiscoveryInfo name sanitised, after mesos-dns's legacy
+    raw form when that can be asked for (`_is_servable`: "my_svc" is), else the task name."""
     if task.discovery is None:
         names = [b.label(task.name)]
     else:
         raw, clean = task.discovery.name, b.label(task.discovery.name)
         names = [clean]
         if raw != clean:
-            if _is_hostname(raw):
+            if _is_servable(raw):
                 names.insert(0, raw)
             else:
-                b.skip(f"task {task.id}", f"legacy name {raw!r} is not a DNS name; "
-                       f"served as {clean!r} only")
+                b.skip(f"task {task.id}", f"raw DiscoveryInfo name {raw!r} cannot be asked "
+                       f"for (upper case, or not encodable); served as {clean!r} only")
     if not names[-1]:
         b.skip(f"task {task.id}", "name has no valid DNS characters")
         return []
