@@ -151,3 +151,20 @@ def test_parse_pid_rejects(text):
 def test_parse_port_ranges(text, ports, n_problems):
     got, problems = parse_port_ranges(text)
     assert got == ports and len(problems) == n_problems
+
+
+def test_discovery_port_0_is_kept_and_a_bad_port_drops_only_itself():
+    ports = [{"number": 0, "protocol": "tcp"}, {"number": -1}, {"number": 70000}, "junk",
+             {"number": "80"}, {"number": 8080, "name": "http"}]
+    raw = {"leader": "master@10.0.0.1:5050",
+           "slaves": [{"id": "S1", "hostname": "a1", "pid": "slave(1)@10.0.1.1:5051"}],
+           "frameworks": [{"id": "F1", "name": "marathon", "tasks": [
+               {"id": "t.1", "name": "web", "slave_id": "S1", "state": "TASK_RUNNING",
+                "discovery": {"name": "web", "ports": {"ports": ports}}}]}]}
+    state = parse_master_state(raw)
+    (task,) = state.frameworks[0].tasks
+    assert task.discovery is not None
+    assert task.discovery.ports == (DiscoveryPort(0, "tcp"), DiscoveryPort(8080, "", "http"))
+    assert [r for w, r in state.skipped if w == "task t.1"] == [
+        "bad discovery port number -1 ignored", "bad discovery port number 70000 ignored",
+        "discovery port is not an object: ignored", "bad discovery port number '80' ignored"]

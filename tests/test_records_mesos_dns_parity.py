@@ -105,3 +105,17 @@ def test_a_framework_label_over_63_bytes_is_cut_as_mesos_dns_cuts_it() -> None:
     # labels.DomainFrag runs every part through RFC1123, which cuts at 63 bytes.
     rs = build(state([task("t1", "web")], fw_name="x" * 70 + ".prod"), ip_sources=["host"])
     assert f"web.{'x' * 63}.prod.mesos." in rs.a
+
+
+def test_discovery_port_0_gets_its_srv_records_and_the_task_all_the_rest() -> None:
+    # generator.go: target := canonical + tail + ":" + strconv.Itoa(port.Number), any number.
+    raw = state([di_task("grp.web", {"number": 0, "protocol": "tcp", "name": "zero"},
+                         resources="[31000-31000]")])
+    canon = f"grp.web-{H}-s1.marathon.mesos."
+    assert lines(build(raw, ip_sources=["host"])) >= {
+        "grp.web.marathon.mesos. A 10.0.1.1",
+        f"{canon} A 10.0.1.1",
+        f"_grp.web._tcp.marathon.mesos. SRV 0 {canon}",
+        f"_zero._grp.web._tcp.marathon.mesos. SRV 0 {canon}",
+        f"_grp.web._tcp.marathon.slave.mesos. SRV 31000 grp.web-{H}-s1.marathon.slave.mesos.",
+    }

@@ -134,7 +134,9 @@ def _labels(obj: Any) -> tuple[tuple[str, str], ...]:
     )
 
 
-def _discovery(raw: Any) -> DiscoveryInfo | None:
+def _discovery(raw: Any, problems: list[str]) -> DiscoveryInfo | None:
+    """The DiscoveryInfo; a port that is not one is left out (noted in `problems`), the
+    task kept. Port 0 is a port: mesos-dns publishes its SRV records (port 0) too."""
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
         return None  # mesos-dns: no DiscoveryInfo name means no DiscoveryInfo
     ports_obj = raw.get("ports")
@@ -142,10 +144,12 @@ def _discovery(raw: Any) -> DiscoveryInfo | None:
     ports = []
     for p in raw_ports if isinstance(raw_ports, list) else ():
         if not isinstance(p, dict):
-            raise _Bad("discovery port is not an object")
+            problems.append("discovery port is not an object: ignored")
+            continue
         number = p.get("number")
-        if not isinstance(number, int) or isinstance(number, bool) or not 0 < number <= 65535:
-            raise _Bad(f"bad discovery port number {number!r}")
+        if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= 65535:
+            problems.append(f"bad discovery port number {number!r} ignored")
+            continue
         ports.append(
             DiscoveryPort(
                 number=number,
@@ -172,6 +176,7 @@ def _task(raw: Any, framework_id: str, skipped: list[tuple[str, str]]) -> MesosT
     ports, problems = parse_port_ranges(
         resources.get("ports") if isinstance(resources, dict) else None
     )
+    discovery = _discovery(raw.get("discovery"), problems)
     skipped.extend((f"task {task_id}", p) for p in problems)
     status = _latest_running(raw.get("statuses")) or {}
     name = raw.get("name")
@@ -185,7 +190,7 @@ def _task(raw: Any, framework_id: str, skipped: list[tuple[str, str]]) -> MesosT
         network_infos=_network_infos(status) if status else (),
         mesos_ips=_label_values(status, MESOS_IP_LABEL) if status else (),
         docker_ips=_label_values(status, DOCKER_IP_LABEL) if status else (),
-        discovery=_discovery(raw.get("discovery")),
+        discovery=discovery,
     )
 
 
