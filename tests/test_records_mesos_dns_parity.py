@@ -119,3 +119,21 @@ def test_discovery_port_0_gets_its_srv_records_and_the_task_all_the_rest() -> No
         f"_zero._grp.web._tcp.marathon.mesos. SRV 0 {canon}",
         f"_grp.web._tcp.marathon.slave.mesos. SRV 31000 grp.web-{H}-s1.marathon.slave.mesos.",
     }
+
+
+def test_agent_and_framework_hostnames_use_one_ipv4_and_one_ipv6() -> None:
+    # hostToIPs: an agent/framework hostname gives A and AAAA records, and both are the
+    # agent's addresses for .slave names and the "host" IP source.
+    hosts = {"agent.example": ("10.0.1.7", "fd00::7"), "sched.example": ("10.0.0.9", "fd00::9")}
+    raw = state([task("t1", "web")], pid="scheduler@sched.example:8080")
+    raw["slaves"][0]["pid"] = "slave(1)@agent.example:5051"
+    rs = build(raw, ip_sources=["host"], resolve=lambda h: hosts.get(h, h))
+    canon = f"web-{hash_string('t1')}-s1.marathon"
+    assert lines(rs) >= {
+        "slave.mesos. A 10.0.1.7", "slave.mesos. AAAA fd00::7",
+        "marathon.mesos. A 10.0.0.9", "marathon.mesos. AAAA fd00::9",
+        "web.marathon.mesos. A 10.0.1.7", "web.marathon.mesos. AAAA fd00::7",
+        f"{canon}.slave.mesos. A 10.0.1.7", f"{canon}.slave.mesos. AAAA fd00::7",
+        "web.marathon.slave.mesos. AAAA fd00::7",
+    }
+    assert len(rs.srv["_slave._tcp.mesos."]) == 1  # one per agent, not per address

@@ -9,7 +9,13 @@ import dns.zone
 
 from discoveryd.dns.records import hash_string
 from discoveryd.dns.recordset import RecordSet, Srv
-from discoveryd.dns.zonefile import listener_ips, records_command, system_resolver, zone_lines
+from discoveryd.dns.zonefile import (
+    first_ipv4_and_ipv6,
+    listener_ips,
+    records_command,
+    system_resolver,
+    zone_lines,
+)
 from discoveryd.settings import Settings, SoaSettings
 from tests.fixture_files import FIXTURES
 
@@ -76,9 +82,19 @@ def test_system_resolver_caches_and_reads_literals():
     cache: dict[str, str | None] = {"preset.invalid": "10.9.9.9"}
     resolve = system_resolver(cache)
     assert resolve("preset.invalid") == "10.9.9.9"
-    assert resolve("::ffff:10.1.2.3") == "10.1.2.3"
-    assert resolve("localhost") in ("127.0.0.1", "::1")
+    assert resolve("::ffff:10.1.2.3") == ("10.1.2.3",)
+    got = resolve("localhost")
+    assert isinstance(got, tuple) and 1 <= len(got) <= 2 and set(got) <= {"127.0.0.1", "::1"}
     assert "localhost" in cache
+
+
+def test_first_ipv4_and_ipv6_keeps_one_of_each_in_answer_order():
+    # mesos-dns ipsTo4And6 over net.LookupIP's answer: the first IPv4, then the first IPv6.
+    assert first_ipv4_and_ipv6(["fd00::1", "10.0.0.1", "fd00::2", "10.0.0.2"]) == (
+        "10.0.0.1", "fd00::1")
+    assert first_ipv4_and_ipv6(["fe80::1%eth0", "::ffff:10.0.0.3"]) == ("10.0.0.3", "fe80::1")
+    assert first_ipv4_and_ipv6(["fd00::9"]) == ("fd00::9",)
+    assert first_ipv4_and_ipv6([]) == ()
 
 
 def test_records_command_reads_a_bad_byte_as_go_does(tmp_path):

@@ -20,7 +20,9 @@ from discoveryd.dns.recordset import RecordSet, Srv
 from discoveryd.model.mesos import Framework, MesosState, MesosTask, canonical_ip
 from discoveryd.settings import split_host_port
 
-Resolve = Callable[[str], str | None]
+# host -> its IPs: at most one IPv4 and one IPv6, as mesos-dns's hostToIPs (a plain str
+# is one IP; None or () when it does not resolve).
+Resolve = Callable[[str], str | tuple[str, ...] | None]
 
 ZBASE32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
 MAX_LABEL = 63
@@ -116,11 +118,17 @@ class _Builder:
         else:
             srvs[srv] = None
 
-    def resolve_ip(self, host: str, what: str) -> str | None:
-        ip = self.resolve(host) if host else None
-        if ip is None:
+    def resolve_ips(self, host: str, what: str) -> tuple[str, ...]:
+        got = self.resolve(host) if host else None
+        ips = (got,) if isinstance(got, str) else tuple(got or ())
+        if not ips:
             self.skip(what, f"host {host!r} does not resolve to an IP address")
-        return ip
+        return ips
+
+    def resolve_ip(self, host: str, what: str) -> str | None:
+        """The first IP (IPv4 when there is one): masters are one address each."""
+        ips = self.resolve_ips(host, what)
+        return ips[0] if ips else None
 
     def result(self) -> RecordSet:
         return RecordSet(
@@ -182,11 +190,12 @@ def _framework_records(b: _Builder, frameworks: Iterable[Framework], fnames: dic
         host, port = f.host_port()
         if not fname or not host:
             continue
-        ip = b.resolve_ip(host, f"framework {f.id}")
-        if ip is None:
+        ips = b.resolve_ips(host, f"framework {f.id}")
+        if not ips:
             continue
         name = fname + b.tail
-        b.add_ip(name, ip)
+        for ip in ips:
+            b.add_ip(name, ip)
         if port is not None:
             b.add_srv("_framework._tcp." + name, Srv(name, port))
 
@@ -196,10 +205,10 @@ def _slave_records(b: _Builder, mesos: MesosState) -> dict[str, tuple[str, ...]]
     name = "slave" + b.tail
     slave_ips: dict[str, tuple[str, ...]] = {}
     for s in mesos.slaves:
-        ip = b.resolve_ip(s.pid.host, f"agent {s.id}")
-        slave_ips[s.id] = (ip,) if ip else ()
-        if ip is not None:
+        ips = slave_ips[s.id] = b.resolve_ips(s.pid.host, f"agent {s.id}")
+        for ip in ips:
             b.add_ip(name, ip)
+        if ips:
             b.add_srv("_slave._tcp" + b.tail, Srv(name, s.pid.port))
     return slave_ips
 

@@ -12,9 +12,9 @@ import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from discoveryd.dns.records import Resolve, build_records, ip_literal
 from discoveryd.dns.recordset import RecordSet
@@ -120,27 +120,43 @@ def local_ipv6s() -> list[str]:
     return ips
 
 
-def system_resolver(cache: dict[str, str | None] | None = None) -> Resolve:
+def system_resolver(cache: dict[str, Any] | None = None) -> Resolve:
     """A `resolve` for build_records backed by getaddrinfo (blocking: call it off the
-    event loop, or pre-fill `cache`). IPv4 is preferred, like mesos-dns's A records."""
+    event loop, or pre-fill `cache`): the first IPv4 and the first IPv6 of the answer, as
+    mesos-dns's hostToIPs. `cache` maps host -> IPs (a str entry is one IP)."""
     memo = {} if cache is None else cache
 
     @functools.wraps(system_resolver)
-    def resolve(host: str) -> str | None:
+    def resolve(host: str) -> str | tuple[str, ...] | None:
         if host in memo:
             return memo[host]
-        ip = ip_literal(host) or _lookup(host)
-        memo[host] = ip
-        return ip
+        literal = ip_literal(host)
+        ips = (literal,) if literal else _lookup(host)
+        memo[host] = ips
+        return ips
 
     return resolve
 
 
-def _lookup(host: str) -> str | None:
+def _lookup(host: str) -> tuple[str, ...]:
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
-        return None
-    addrs: Sequence[str] = [str(i[4][0]) for i in infos]
-    v4 = [a for a in addrs if ":" not in a]
-    return v4[0] if v4 else (addrs[0] if addrs else None)
+        return ()
+    return first_ipv4_and_ipv6(str(i[4][0]) for i in infos)
+
+
+def first_ipv4_and_ipv6(addrs: Iterable[str]) -> tuple[str, ...]:
+    """At most one IPv4 and one IPv6, the first of each, IPv4 first (mesos-dns ipsTo4And6)."""
+    v4 = v6 = None
+    for addr in addrs:
+        ip = ip_literal(addr.split("%", 1)[0])  # canonical; an IPv4-mapped IPv6 is IPv4
+        if ip is None:
+            continue
+        if ":" in ip:
+            v6 = v6 or ip
+        else:
+            v4 = v4 or ip
+        if v4 and v6:
+            break
+    return tuple(ip for ip in (v4, v6) if ip)
