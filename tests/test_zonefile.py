@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from pathlib import Path
 
 import dns.rdatatype
 import dns.zone
@@ -12,6 +14,8 @@ from discoveryd.dns.recordset import RecordSet, Srv
 from discoveryd.dns.zonefile import (
     first_ipv4_and_ipv6,
     listener_ips,
+    local_ipv4s,
+    local_ipv6s,
     records_command,
     system_resolver,
     zone_lines,
@@ -75,7 +79,18 @@ def test_listener_ips_expands_wildcards():
     assert listener_ips(["10.0.0.53:53", "[fd00::53]:53", "10.0.0.53:5353"]) == (
         "10.0.0.53", "fd00::53")
     wildcard = listener_ips(["0.0.0.0:53"])
-    assert all(":" not in ip and not ip.startswith("127.") for ip in wildcard)
+    assert not any(ip.startswith("127.") or ip == "::1" for ip in wildcard)
+
+
+def test_a_wildcard_listener_stands_for_every_non_loopback_address():
+    # mesos-dns setFromLocal: every interface address but loopback ones, IPv6 included
+    # (as AAAA), link-local included, for "0.0.0.0" as for "::".
+    v4, v6 = local_ipv4s(), local_ipv6s()
+    assert listener_ips(["0.0.0.0:53"]) == listener_ips(["[::]:53"]) == tuple(v4 + v6)
+    rows = Path("/proc/net/if_inet6").read_text().split("\n") if Path(
+        "/proc/net/if_inet6").exists() else []
+    listed = {str(ipaddress.IPv6Address(bytes.fromhex(r.split()[0]))) for r in rows if r.split()}
+    assert set(v6) == listed - {"::1"}
 
 
 def test_system_resolver_caches_and_reads_literals():

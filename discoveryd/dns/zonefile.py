@@ -75,13 +75,12 @@ def records_command(state_path: str | os.PathLike[str], settings: Settings) -> s
 
 def listener_ips(listen: Iterable[str]) -> tuple[str, ...]:
     """IPs for the SOA mname record from `dns.listen` ("ip:port"): a wildcard listener
-    stands for every non-loopback address of the host (IPv4; IPv6 too for "::")."""
+    ("0.0.0.0" or "::") stands for every non-loopback address of the host, IPv4 and IPv6
+    (mesos-dns's setFromLocal, which gives "0.0.0.0" AAAA records too)."""
     out: dict[str, None] = {}
     for addr in listen:
         host, _ = split_host_port(addr, 53)
-        if host == "0.0.0.0":
-            out.update(dict.fromkeys(local_ipv4s()))
-        elif host == "::":
+        if host in ("0.0.0.0", "::"):
             out.update(dict.fromkeys(local_ipv4s()))
             out.update(dict.fromkeys(local_ipv6s()))
         elif (ip := ip_literal(host)) is not None:
@@ -105,7 +104,8 @@ def local_ipv4s() -> list[str]:
 
 
 def local_ipv6s() -> list[str]:
-    """Global IPv6 addresses from /proc/net/if_inet6 (empty where that file is absent)."""
+    """Non-loopback IPv6 addresses from /proc/net/if_inet6 (empty where that file is
+    absent); link-local ones too, as mesos-dns (it skips loopback only)."""
     try:
         rows = Path("/proc/net/if_inet6").read_text().split("\n")
     except OSError:
@@ -115,7 +115,7 @@ def local_ipv6s() -> list[str]:
         fields = row.split()
         if fields:
             ip = ipaddress.IPv6Address(bytes.fromhex(fields[0]))
-            if not (ip.is_loopback or ip.is_link_local):
+            if not ip.is_loopback:
                 ips.append(str(ip))
     return ips
 
