@@ -76,6 +76,7 @@ async def test_mesos_dns_http_api(running):
     assert all(s["port"].isdigit() and s["ip"] for s in services)
     _, none = await running.get("/v1/services/_nothing._tcp.mesos")
     assert none == [{"service": "", "host": "", "ip": "", "port": ""}]
+    assert (await running.get("/v1/hosts/liquor-store.marathon.mesos/ports"))[0] == 501
     _, config = await running.get("/v1/config")
     assert config["Domain"] == "mesos" and config["dns"]["domain"] == "mesos"
     # int in mesos-dns's Config struct: a Go client refuses 60.0

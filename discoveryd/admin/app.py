@@ -110,6 +110,10 @@ def build_app(target: AdminTarget) -> web.Application:
         body = [{"host": name, "ip": ip} for ip in ips] or [{"host": "", "ip": ""}]
         return web.json_response(body)
 
+    async def host_ports(_: web.Request) -> web.Response:
+        # mesos-dns routes it and answers 501: a script probing it gets the same answer.
+        return web.Response(status=501, text="To be implemented...")
+
     async def services(request: web.Request) -> web.Response:
         service = request.match_info["service"]
         name = _fqdn(service)
@@ -148,6 +152,7 @@ def build_app(target: AdminTarget) -> web.Application:
     app.router.add_get("/v1/version", version)
     app.router.add_get("/v1/config", config)
     app.router.add_get("/v1/hosts/{host}", hosts)
+    app.router.add_get("/v1/hosts/{host}/ports", host_ports)
     app.router.add_get("/v1/services/{service}", services)
     app.router.add_get("/v1/haproxy/config", haproxy_config)
     app.router.add_post("/v1/haproxy/reload", haproxy_reload)
