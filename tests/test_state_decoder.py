@@ -3,6 +3,7 @@ gives, and an unusable big body is reported as such (not raised across the proce
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -49,6 +50,31 @@ async def test_a_killed_helper_falls_back_to_a_thread_then_is_replaced(
         assert await decoder.decode(body) == decode_state(body)  # and a new helper serves
         assert decoder._pool is not None
     finally:
+        decoder.close()
+
+
+async def test_a_hung_helper_is_killed_and_the_thread_decodes(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A stopped (or swapped-out) helper never answers: after the timeout it is killed and
+    the body decoded in a thread, instead of holding every later refresh."""
+    body = SimMesosMaster(generation_state(5), port=5050).encode()
+    before = set(multiprocessing.active_children())
+    decoder = StateDecoder(big_body=1, timeout=1.0)
+    helpers: list[multiprocessing.process.BaseProcess] = []
+    try:
+        assert await decoder.decode(body) == decode_state(body)
+        helpers = [p for p in multiprocessing.active_children() if p not in before]
+        [helper] = helpers
+        os.kill(helper.pid, signal.SIGSTOP)
+        assert await decoder.decode(body) == decode_state(body)  # not stuck behind it
+        assert any("state_decoder_failed" in r.getMessage() and "TimeoutError" in
+                   r.getMessage() for r in caplog.records)
+        helper.join(30)
+        assert not helper.is_alive()  # killed, not left stopped
+    finally:
+        for p in helpers:
+            with contextlib.suppress(OSError, TypeError):
+                os.kill(p.pid, signal.SIGKILL)  # type: ignore[arg-type]
         decoder.close()
 
 

@@ -7,7 +7,8 @@ process (spawned on first need, then kept); only the compact typed result comes 
 (unpickling 3,000 tasks costs the loop's process about 50 ms). Smaller bodies are decoded in
 a thread: small clusters never start a process. If the helper cannot start or dies, the
 body is decoded in a thread instead, so a big state is late at worst, never lost; after
-MAX_BREAKS deaths no more helpers are tried.
+MAX_BREAKS deaths no more helpers are tried. A helper that does not answer within
+DECODE_TIMEOUT (stopped, swapped out) counts as dead: it is killed, and the thread decodes.
 
 Strings are read as Go's encoding/json (mesos-dns) reads them: each invalid UTF-8 byte and
 each lone surrogate (raw bytes or a `\\uD800` escape) becomes U+FFFD, so one bad byte in a
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -34,6 +36,7 @@ log = logging.getLogger("discoveryd.mesos")
 
 BIG_BODY = 512 * 1024
 MAX_BREAKS = 3
+DECODE_TIMEOUT = 30.0  # seconds; a 10 MB state takes 0.3-2 s even on a loaded machine
 
 # Go's utf8.DecodeRune consumes an invalid sequence one byte at a time: one U+FFFD per byte
 # (Python's "replace" gives one per maximal invalid subpart).
@@ -128,8 +131,9 @@ def decode_state(body: bytes) -> Decoded | Undecodable:
 class StateDecoder:
     """`await decode(body)`: in a thread for small bodies, in the helper process for big ones."""
 
-    def __init__(self, big_body: int = BIG_BODY) -> None:
+    def __init__(self, big_body: int = BIG_BODY, timeout: float = DECODE_TIMEOUT) -> None:
         self._big_body = big_body
+        self._timeout = timeout
         self._pool: ProcessPoolExecutor | None = None
         self._pool_failed = False  # could not start one, or it kept dying: threads from now on
         self._breaks = 0
@@ -141,10 +145,11 @@ class StateDecoder:
                 # Submitted from a thread: starting the helper (the first time) and queueing
                 # the body are work the loop need not wait for either.
                 future = await asyncio.to_thread(pool.submit, decode_state, body)
-                return await asyncio.wrap_future(future)
-            except (BrokenProcessPool, OSError) as e:  # killed (OOM?): a new one next time
+                async with asyncio.timeout(self._timeout):
+                    return await asyncio.wrap_future(future)
+            except (BrokenProcessPool, OSError, TimeoutError) as e:  # killed (OOM?), hung
                 log.warning("state_decoder_failed error=%r; decoding in a thread", e)
-                self._discard()
+                self._discard(kill=True)
                 self._breaks += 1
                 self._pool_failed = self._breaks >= MAX_BREAKS
         return await asyncio.to_thread(decode_state, body)
@@ -160,10 +165,15 @@ class StateDecoder:
                 self._pool_failed = True
         return self._pool
 
-    def _discard(self) -> None:
+    def _discard(self, kill: bool = False) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
+            # shutdown() leaves a busy (or stopped) worker running: a hung one is killed.
+            workers = list(getattr(pool, "_processes", {}).values()) if kill else []
             pool.shutdown(wait=False, cancel_futures=True)
+            for proc in workers:
+                with contextlib.suppress(OSError, ValueError):
+                    proc.kill()
 
     def close(self) -> None:
         """Stop the helper process, if any (without waiting for a decode in progress)."""
