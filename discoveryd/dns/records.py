@@ -265,13 +265,19 @@ def _numbered_master(b: _Builder, idx: int, ip: str, port: int) -> None:
 
 def task_ips(task: MesosTask, sources: Sequence[str], host_ips: tuple[str, ...]) -> tuple[str, ...]:
     """The first IPv4 and the first IPv6 found in `sources`, in order of preference."""
+    return first_of_each_family(ip for source in sources
+                                for ip in _source_ips(task, source, host_ips))
+
+
+def first_of_each_family(ips: Iterable[str]) -> tuple[str, ...]:
+    """The first IPv4 and the first IPv6 of canonical `ips`, IPv4 first (mesos-dns's
+    ipsTo4And6); stops reading once it has both."""
     v4 = v6 = None
-    for source in sources:
-        for ip in _source_ips(task, source, host_ips):
-            if ":" in ip:
-                v6 = v6 or ip
-            else:
-                v4 = v4 or ip
+    for ip in ips:
+        if ":" in ip:
+            v6 = v6 or ip
+        else:
+            v4 = v4 or ip
         if v4 and v6:
             break
     return tuple(ip for ip in (v4, v6) if ip)

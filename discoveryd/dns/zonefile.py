@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from discoveryd.dns.records import Resolve, build_records, ip_literal
+from discoveryd.dns.records import Resolve, build_records, first_of_each_family, ip_literal
 from discoveryd.dns.recordset import RecordSet
 from discoveryd.settings import split_host_port
 
@@ -148,15 +148,6 @@ def _lookup(host: str) -> tuple[str, ...]:
 
 def first_ipv4_and_ipv6(addrs: Iterable[str]) -> tuple[str, ...]:
     """At most one IPv4 and one IPv6, the first of each, IPv4 first (mesos-dns ipsTo4And6)."""
-    v4 = v6 = None
-    for addr in addrs:
-        ip = ip_literal(addr.split("%", 1)[0])  # canonical; an IPv4-mapped IPv6 is IPv4
-        if ip is None:
-            continue
-        if ":" in ip:
-            v6 = v6 or ip
-        else:
-            v4 = v4 or ip
-        if v4 and v6:
-            break
-    return tuple(ip for ip in (v4, v6) if ip)
+    # canonical; an IPv4-mapped IPv6 is IPv4; a scope id is dropped
+    canonical = (ip_literal(addr.split("%", 1)[0]) for addr in addrs)
+    return first_of_each_family(ip for ip in canonical if ip is not None)
