@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import dns.asyncquery
+import dns.flags
 import dns.message
 import dns.rcode
 import pytest
@@ -89,13 +90,18 @@ async def test_timeout_moves_to_next_upstream(upstreams, make_server):
     assert len(dead.queries) == 1 and failures(srv, dead, "timeout") == 1
 
 
-async def test_truncated_answer_is_retried_over_tcp(upstreams, make_server):
+async def test_truncated_answer_is_retried_over_tcp_for_tcp_clients(upstreams, make_server):
     up = await upstreams(records={"example.com": "192.0.2.9"}, mode="truncate")
     srv = await make_server(resolvers=[up.spec])
-    r = await ask(srv, "example.com.")
+    r = await ask(srv, "example.com.", tcp=True)
     assert [rd.to_text() for rd in r.answer[0]] == ["192.0.2.9"]
     assert [t for t, _, _ in up.queries] == ["udp", "tcp"]
     assert failures(srv, up, "truncated") == 1
+    # A UDP client gets the truncated answer as is, and asks again over TCP itself.
+    up.queries.clear()
+    r = await ask(srv, "example.com.")
+    assert r.flags & dns.flags.TC and not r.answer
+    assert [t for t, _, _ in up.queries] == ["udp"]
 
 
 async def test_all_upstreams_fail_servfail(upstreams, make_server):

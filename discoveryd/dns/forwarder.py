@@ -1,9 +1,10 @@
 """Forwarding of names outside the domain to upstream resolvers.
 
 Each try sends the client's query unchanged but for a fresh random ID from a fresh
-socket (a random source port), over UDP first and again over TCP when the answer is
-truncated; a timeout or error moves on to the next upstream. The answer goes back
-unchanged except for the client's ID. Runs as its own task per query, so a slow
+socket (a random source port), over UDP first; a truncated (TC) answer is asked again over
+TCP only for a client that came over TCP (a UDP client gets the truncated answer and asks
+again over TCP itself, as with mesos-dns); a timeout or error moves on to the next
+upstream. The answer goes back unchanged except for the client's ID. Runs as its own task per query, so a slow
 upstream never delays other queries.
 """
 
@@ -45,21 +46,23 @@ class Forwarder:
         self.timeout = timeout
         self.metrics = metrics
 
-    async def forward(self, query: bytes, upstreams: list[Upstream]) -> bytes | None:
-        """The first upstream answer, with the client's ID; None when every upstream failed."""
+    async def forward(self, query: bytes, upstreams: list[Upstream], tcp: bool = False
+                      ) -> bytes | None:
+        """The first upstream answer, with the client's ID; None when every upstream failed.
+        `tcp`: the client asked over TCP, so a truncated UDP answer is asked again over TCP."""
         for upstream in upstreams:
             qid = secrets.token_bytes(2)
             try:
-                answer = await self._try(qid + query[2:], qid, upstream)
+                answer = await self._try(qid + query[2:], qid, upstream, tcp)
             except UpstreamError as e:
                 self._failed(upstream, e.reason)
                 continue
             return query[:2] + answer[2:]
         return None
 
-    async def _try(self, query: bytes, qid: bytes, upstream: Upstream) -> bytes:
+    async def _try(self, query: bytes, qid: bytes, upstream: Upstream, tcp: bool) -> bytes:
         answer = await self._udp(query, qid, upstream)
-        if answer[2] & 0x02:  # TC: the whole answer only fits over TCP
+        if tcp and answer[2] & 0x02:  # TC: the whole answer only fits over TCP
             self._failed(upstream, "truncated")
             answer = await self._tcp(query, qid, upstream)
         return answer

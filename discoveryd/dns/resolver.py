@@ -405,10 +405,58 @@ def failure_response(query: bytes, rcode: int, ra: bool) -> bytes:
     """`rcode` (e.g. SERVFAIL when every upstream failed) to a forwarded `query`, echoing
     its question when that is one plain name. Built from the bytes: dnslib refuses names
     the fast path takes (labels that are not UTF-8), and raising here lost the answer."""
+    question = _plain_question(query)
+    flags = bytes((0x80 | query[2] & 0x79, (0x80 if ra else 0) | query[3] & 0x10 | rcode))
+    return query[:2] + flags + struct.pack(">HHHH", 1 if question else 0, 0, 0, 0) + question
+
+
+def _plain_question(query: bytes) -> bytes:
+    """The question of `query` (name + type + class) when it has one uncompressed name, else b""."""
     end = 12
     while end < len(query) and 0 < query[end] < 64:
         end += query[end] + 1
     plain = query[4:6] == b"\x00\x01" and end + 5 <= len(query) and query[end] == 0
-    question = query[12:end + 5] if plain else b""
-    flags = bytes((0x80 | query[2] & 0x79, (0x80 if ra else 0) | query[3] & 0x10 | rcode))
-    return query[:2] + flags + struct.pack(">HHHH", 1 if question else 0, 0, 0, 0) + question
+    return query[12:end + 5] if plain else b""
+
+
+def query_edns_size(query: bytes) -> int | None:
+    """The UDP payload size in `query`'s OPT record; None when it has none (or does not parse)."""
+    try:
+        qd, an, ns, ar = struct.unpack_from(">HHHH", query, 4)
+        i = 12
+        for _ in range(qd):
+            i = _skip_name(query, i) + 4
+        for k in range(an + ns + ar):
+            i = _skip_name(query, i)
+            rtype, rclass, _, rdlen = struct.unpack_from(">HHIH", query, i)
+            if rtype == w.OPT and k >= an + ns:
+                return rclass
+            i += 10 + rdlen
+    except (IndexError, ValueError, struct.error):
+        pass
+    return None
+
+
+def _skip_name(data: bytes, i: int) -> int:
+    while True:
+        n = data[i]
+        if n == 0:
+            return i + 1
+        if n & 0xC0 == 0xC0:
+            return i + 2
+        if n & 0xC0:
+            raise ValueError("bad label type")
+        i += n + 1
+
+
+def fit_udp(query: bytes, answer: bytes) -> bytes:
+    """A forwarded `answer` as a UDP client that sent `query` can take it: as is when it fits
+    512 bytes (or the query's EDNS size), else its header with TC set, the question and our
+    OPT (when the query had one), and no records: the client asks again over TCP."""
+    size = query_edns_size(query)
+    if len(answer) <= (512 if size is None else max(size, 512)):
+        return answer
+    question = _plain_question(query)
+    counts = struct.pack(">HHHH", 1 if question else 0, 0, 0, 0 if size is None else 1)
+    return (query[:2] + bytes((answer[2] | 0x02, answer[3])) + counts + question
+            + (b"" if size is None else w.OPT_RR))

@@ -20,7 +20,7 @@ from time import perf_counter
 from discoveryd.dns.answers import RCODE_NAMES, SERVFAIL
 from discoveryd.dns.forwarder import Forwarder
 from discoveryd.dns.recordset import RecordSet
-from discoveryd.dns.resolver import FORWARD, Zone, build_zone, failure_response
+from discoveryd.dns.resolver import FORWARD, Zone, build_zone, failure_response, fit_udp
 from discoveryd.dns.upstreams import Upstream, build_upstreams, select_upstreams
 from discoveryd.metrics import _FIRST_BUCKET, Metrics
 from discoveryd.settings import DnsSettings, split_host_port
@@ -128,27 +128,30 @@ class DnsServer:
             return ""
 
     def forward(self, query: bytes, qtype: str, qname: str, started: float,
-                send: Callable[[bytes], None]) -> None:
-        """Answer `query` from the upstreams in a task of its own."""
+                send: Callable[[bytes], None], tcp: bool = False) -> None:
+        """Answer `query` from the upstreams in a task of its own (`tcp`: the client's
+        transport; a UDP client never gets more than 512 bytes or its EDNS size)."""
         if len(self._tasks) >= MAX_FORWARDS:
-            self._finish_forward(query, None, qtype, started, send)
+            self._finish_forward(query, None, qtype, started, send, tcp)
             return
         task = asyncio.get_running_loop().create_task(
-            self._forward(query, qtype, qname, started, send))
+            self._forward(query, qtype, qname, started, send, tcp))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _forward(self, query: bytes, qtype: str, qname: str, started: float,
-                       send: Callable[[bytes], None]) -> None:
+                       send: Callable[[bytes], None], tcp: bool) -> None:
         upstreams = select_upstreams(qname, *self._upstreams)
-        answer = await self.forwarder.forward(query, upstreams)
-        self._finish_forward(query, answer, qtype, started, send)
+        answer = await self.forwarder.forward(query, upstreams, tcp)
+        self._finish_forward(query, answer, qtype, started, send, tcp)
 
     def _finish_forward(self, query: bytes, answer: bytes | None, qtype: str, started: float,
-                        send: Callable[[bytes], None]) -> None:
+                        send: Callable[[bytes], None], tcp: bool) -> None:
         self.metrics.dns_forwarded.labels("ok" if answer else "servfail").inc()
         if answer is None:
             answer = failure_response(query, SERVFAIL, ra=True)
+        elif not tcp:
+            answer = fit_udp(query, answer)
         send(answer)
         self.metrics.dns.observe(qtype, RCODE_NAMES.get(answer[3] & 0xF, "other"),
                                  perf_counter() - started)
@@ -357,7 +360,7 @@ class _TcpProtocol(asyncio.Protocol):
                 self._send(out)  # type: ignore[arg-type]
             elif out is FORWARD:
                 self.forwards += 1
-                server.forward(query, qtype, rcode, started, self._send_forwarded)
+                server.forward(query, qtype, rcode, started, self._send_forwarded, tcp=True)
                 return
             server.answered(qtype, rcode, started, "tcp")
         except Exception:

@@ -1,0 +1,183 @@
+"""DNS protocol parity with mesos-dns: answer sizes, shuffling, forwarding edge cases.
+
+Real sockets on loopback: a DnsServer, dnspython clients, and an upstream resolver
+started here that answers big record sets (truncated over UDP as a real resolver does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import dns.asyncquery
+import dns.edns
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rrset
+import pytest
+
+from discoveryd.dns.recordset import RecordSet
+from discoveryd.dns.server import DnsServer
+from discoveryd.metrics import Metrics
+from discoveryd.settings import DnsSettings
+
+BIG = 200  # A records of big.example. upstream
+
+
+class BigUpstream:
+    """An upstream resolver on loopback: `<name>.` -> BIG A records. Over UDP the answer
+    is cut to the query's size (512 or its EDNS size) with TC and no records, unless
+    `oversize` (a broken upstream that ignores the size); over TCP it is complete.
+    `queries` logs (transport, qname)."""
+
+    def __init__(self, *, oversize: bool = False) -> None:
+        self.oversize = oversize
+        self.queries: list[tuple[str, str]] = []
+        self.spec = ""
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.base_events.Server | None = None
+
+    def reply(self, data: bytes, transport: str) -> bytes:
+        q = dns.message.from_wire(data)
+        self.queries.append((transport, str(q.question[0].name).lower()))
+        r = dns.message.make_response(q)
+        r.answer.append(dns.rrset.from_text_list(
+            q.question[0].name, 60, "IN", "A", [f"10.9.{i // 256}.{i % 256}" for i in range(BIG)]))
+        if transport == "tcp" or self.oversize:
+            return r.to_wire(max_size=65535)
+        try:
+            return r.to_wire(max_size=q.payload if q.edns >= 0 else 512)
+        except dns.exception.TooBig:
+            r.answer.clear()
+            r.flags |= dns.flags.TC
+            return r.to_wire()
+
+    async def start(self) -> BigUpstream:
+        loop = asyncio.get_running_loop()
+        upstream = self
+
+        class Udp(asyncio.DatagramProtocol):
+            def connection_made(self, transport):  # type: ignore[no-untyped-def]
+                self.transport = transport
+
+            def datagram_received(self, data, addr):  # type: ignore[no-untyped-def]
+                self.transport.sendto(upstream.reply(data, "udp"), addr)
+
+        for _ in range(20):  # UDP and TCP on the same free port
+            self._udp, _ = await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", 0))
+            port = self._udp.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await asyncio.start_server(self._serve_tcp, "127.0.0.1", port)
+                break
+            except OSError:
+                self._udp.close()
+        self.spec = f"127.0.0.1:{port}"
+        return self
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                (n,) = struct.unpack(">H", await reader.readexactly(2))
+                answer = self.reply(await reader.readexactly(n), "tcp")
+                writer.write(struct.pack(">H", len(answer)) + answer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def stop(self) -> None:
+        if self._udp:
+            self._udp.close()
+        if self._tcp:
+            self._tcp.close()
+
+
+@pytest.fixture
+async def big_upstream():
+    made: list[BigUpstream] = []
+
+    async def make(**kw) -> BigUpstream:
+        up = await BigUpstream(**kw).start()
+        made.append(up)
+        return up
+
+    yield make
+    for up in made:
+        up.stop()
+
+
+@pytest.fixture
+async def make_server():
+    servers: list[DnsServer] = []
+
+    async def make(record_set: RecordSet | None = None, **dns_settings) -> DnsServer:
+        settings = DnsSettings(listen=["127.0.0.1:0"], **dns_settings)
+        srv = DnsServer(settings, Metrics(), resolv_conf="/nonexistent")
+        await srv.start()
+        srv.update(record_set or RecordSet(a={"web.marathon.mesos.": ("10.0.0.1",)}))
+        servers.append(srv)
+        return srv
+
+    yield make
+    for srv in servers:
+        await srv.stop()
+
+
+async def udp_raw(server: DnsServer, q: dns.message.Message) -> bytes:
+    """The whole datagram the server sends back (however big)."""
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[bytes] = loop.create_future()
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):  # type: ignore[no-untyped-def]
+            if not got.done():
+                got.set_result(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=server.addresses[0])
+    try:
+        transport.sendto(q.to_wire())
+        return await asyncio.wait_for(got, 30)
+    finally:
+        transport.close()
+
+
+async def tcp(server: DnsServer, q: dns.message.Message) -> dns.message.Message:
+    host, port = server.addresses[0]
+    return await dns.asyncquery.tcp(q, host, port=port, timeout=30)
+
+
+# 1. A forwarded answer fits what the UDP client can take.
+
+async def test_forwarded_truncated_answer_goes_to_udp_client_truncated(big_upstream, make_server):
+    up = await big_upstream()
+    srv = await make_server(resolvers=[up.spec])
+    for kw, limit in (({}, 512), ({"use_edns": 0, "payload": 1232}, 1232)):
+        q = dns.message.make_query("big.example.", "A", **kw)
+        raw = await udp_raw(srv, q)
+        assert len(raw) <= limit
+        r = dns.message.from_wire(raw)
+        assert r.id == q.id and r.flags & dns.flags.TC
+    assert [t for t, _ in up.queries] == ["udp", "udp"]  # no TCP for UDP clients
+    # A TCP client gets everything: the upstream is asked again over TCP.
+    up.queries.clear()
+    r = await tcp(srv, dns.message.make_query("big.example.", "A"))
+    assert not r.flags & dns.flags.TC and len(r.answer[0]) == BIG
+    assert [t for t, _ in up.queries] == ["udp", "tcp"]
+
+
+async def test_oversized_upstream_udp_answer_is_truncated_for_the_client(big_upstream,
+                                                                          make_server):
+    up = await big_upstream(oversize=True)  # sends ~3 KB over UDP whatever the query said
+    srv = await make_server(resolvers=[up.spec])
+    for kw, limit, edns in (({}, 512, -1), ({"use_edns": 0, "payload": 1232}, 1232, 0)):
+        q = dns.message.make_query("big.example.", "A", **kw)
+        raw = await udp_raw(srv, q)
+        assert len(raw) <= limit
+        r = dns.message.from_wire(raw)
+        assert r.flags & dns.flags.TC and r.rcode() == dns.rcode.NOERROR and r.edns == edns
+        assert str(r.question[0].name) == "big.example."
+    q = dns.message.make_query("big.example.", "A", use_edns=0, payload=4096)
+    r = dns.message.from_wire(await udp_raw(srv, q))
+    assert not r.flags & dns.flags.TC and len(r.answer[0]) == BIG
