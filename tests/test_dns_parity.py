@@ -18,7 +18,7 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from discoveryd.dns.recordset import RecordSet
+from discoveryd.dns.recordset import RecordSet, Srv
 from discoveryd.dns.server import DnsServer
 from discoveryd.metrics import Metrics
 from discoveryd.settings import DnsSettings
@@ -181,3 +181,37 @@ async def test_oversized_upstream_udp_answer_is_truncated_for_the_client(big_ups
     q = dns.message.make_query("big.example.", "A", use_edns=0, payload=4096)
     r = dns.message.from_wire(await udp_raw(srv, q))
     assert not r.flags & dns.flags.TC and len(r.answer[0]) == BIG
+
+
+# 2. TCP answers are capped at 65535 bytes: additional records go first, then answers (TC).
+
+def srv_record_set(n: int) -> RecordSet:
+    targets = [f"myservice-{i:05d}-abcdefgh.marathon.slave.mesos." for i in range(n)]
+    return RecordSet(
+        a={t: (f"10.{i // 65536}.{(i // 256) % 256}.{i % 256}",) for i, t in enumerate(targets)},
+        srv={"_myservice._tcp.marathon.mesos.": tuple(Srv(t, 31000) for t in targets)})
+
+
+@pytest.mark.parametrize("edns", [False, True])
+async def test_tcp_answer_over_64k_is_capped(make_server, edns):
+    srv = await make_server(srv_record_set(700), external=False)
+    kw = {"use_edns": 0} if edns else {}
+    q = dns.message.make_query("_myservice._tcp.marathon.mesos.", "SRV", **kw)
+    r = await tcp(srv, q)  # 700 SRV fit in 64 KB; their 700 A records do not all fit too
+    assert r.rcode() == dns.rcode.NOERROR and not r.flags & dns.flags.TC
+    assert len(r.answer[0]) == 700
+    assert 0 < sum(len(rrset) for rrset in r.additional) < 700
+    assert len(r.to_wire()) <= 65535 and r.edns == (0 if edns else -1)
+    # Over UDP the answer is truncated as ever.
+    host, port = srv.addresses[0]
+    r = await dns.asyncquery.udp(q, host, port=port, timeout=30)
+    assert r.flags & dns.flags.TC and len(r.to_wire()) <= (q.payload if edns else 512)
+
+
+async def test_tcp_answer_whose_records_exceed_64k_is_truncated(make_server):
+    srv = await make_server(srv_record_set(1200), external=False)
+    for name in ("_myservice._tcp.marathon.mesos.", "_MyService._tcp.marathon.mesos."):
+        r = await tcp(srv, dns.message.make_query(name, "SRV"))
+        assert r.flags & dns.flags.TC and r.rcode() == dns.rcode.NOERROR
+        assert 700 < len(r.answer[0]) < 1200 and not r.additional
+        assert len(r.to_wire()) <= 65535

@@ -34,6 +34,7 @@ HOT_LIMIT = 65536  # entries; the table starts over when full (e.g. a flood of r
 HOT_BYTES = 16 << 20
 HOT_ENTRY_OVERHEAD = 300  # bytes of Python objects per entry besides the packets...
 HOT_FORM_OVERHEAD = 64  # ... and per response form it cycles through
+MAX_TCP = 65535  # bytes in a DNS message over TCP (its 2-byte length prefix)
 _KEYS = {t: _QTAIL.pack(t, 1) for t in (1, 2, 6, 28, 33, 255)}  # answer cache key: name + these
 _NONE: frozenset[bytes] = frozenset()
 
@@ -80,11 +81,12 @@ class Zone:
             if hit is not None:
                 idx = (data[2] & 1) | ((data[3] >> 3) & 2)
                 if edns:
-                    if tcp or hit.max_edns <= size or hit.max_edns <= 512:
+                    if (hit.max_edns <= size or hit.max_edns <= 512
+                            or tcp and hit.max_edns <= MAX_TCP):
                         return (data[:2] + hit.heads_edns[idx] + q + hit.next_edns(),
                                 QTYPE_NAMES.get(data[e + 1] << 8 | data[e + 2], "other"),
                                 hit.rcode_name)
-                elif tcp or hit.max_plain <= 512:
+                elif hit.max_plain <= 512 or tcp and hit.max_plain <= MAX_TCP:
                     return (data[:2] + hit.heads_plain[idx] + q + hit.next_plain(),
                             QTYPE_NAMES.get(data[e + 1] << 8 | data[e + 2], "other"),
                             hit.rcode_name)
@@ -137,11 +139,12 @@ class Zone:
             return self._error(qid, idx, q, w.SERVFAIL, edns), tname, "SERVFAIL"
         hit = self.cache.get(name + q[-4:-2] + b"\x00\x01")
         if hit is not None:
-            if tcp or (hit.max_edns if edns else hit.max_plain) <= max(size, 512):
+            limit = MAX_TCP if tcp else max(size, 512)
+            if (hit.max_edns if edns else hit.max_plain) <= limit:
                 tail = hit.next_edns() if edns else hit.next_plain()
                 head = (hit.heads_edns if edns else hit.heads_plain)[idx]
-            else:
-                head, tail = hit.truncated(size, edns, idx)
+            else:  # over TCP too: a message has at most 65535 bytes (mesos-dns's truncate)
+                head, tail = hit.truncated(limit, edns, idx)
             return qid + head + q + tail, tname, hit.rcode_name
         if qtype in (251, 252):  # IXFR, AXFR
             return self._error(qid, idx, q, w.NOTIMP, edns), tname, "NOTIMP"
