@@ -91,6 +91,9 @@ class Daemon:
     # --- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
         s, m = self.settings, self.metrics
+        for source, used in (("zookeeper", bool(s.mesos.zk)), ("mesos", self.mesos_enabled),
+                             ("marathon", self.marathon_enabled)):
+            m.source_configured.labels(source).set(1 if used else 0)
         if s.dns.enabled:
             from discoveryd.dns.server import DnsServer
 
@@ -245,11 +248,29 @@ class Daemon:
 
     # --- what the API reads ------------------------------------------------------
     def readiness(self) -> dict[str, str]:
-        """What is not ready yet (token -> why); empty = ready."""
+        """What /ready waits for (token -> why); empty = ready.
+
+        CONTRACT 4: ready once the first cluster state is loaded and DNS is serving. With
+        Mesos configured that is the Mesos state and DNS: a Marathon or HAProxy problem must
+        not make systemd or an orchestrator kill a DNS server that answers (those show in
+        `pending`). Without Mesos (the HAProxy sidecar alone) the cluster state is Marathon's,
+        and what is served is the installed haproxy.cfg."""
+        every = self._not_ready()
+        blocking = ({"mesos_state", "dns", "sources"} if self.mesos_enabled
+                    else {"marathon_snapshot", "haproxy_config", "dns", "sources"})
+        return {k: v for k, v in every.items() if k in blocking}
+
+    def pending(self) -> dict[str, str]:
+        """What is not ready yet but does not hold /ready (see `readiness`)."""
+        ready = self.readiness()
+        return {k: v for k, v in self._not_ready().items() if k not in ready}
+
+    def _not_ready(self) -> dict[str, str]:
         state, waiting = self.store.current, {}
         if self.mesos_enabled and state.mesos is None:
             waiting["mesos_state"] = "no state loaded from a leading Mesos master yet"
-        if self.settings.dns.enabled and not (self.dns is not None and self.dns.serving):
+        if self.settings.dns.enabled and self.mesos_enabled and not (
+                self.dns is not None and self.dns.serving):
             waiting["dns"] = "not serving records yet"
         if self.marathon_enabled and state.marathon is None:
             waiting["marathon_snapshot"] = "no app snapshot from Marathon yet"

@@ -7,10 +7,13 @@ mesos-dns key in those errors, so the operator reads the key they wrote.
 
 Keys match case-insensitively and unknown keys are ignored with a warning, because that is
 how Go's encoding/json reads mesos-dns's file: `"Masters"` and `"refreshseconds"` work there.
+discoveryd's own sections may sit beside the mesos-dns keys (CONTRACT 2.3: the HAProxy half
+is off "unless added with discoveryd keys"); their values win.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from discoveryd.settings import ConfigError, type_name
@@ -78,12 +81,34 @@ def _type_errors(data: dict[str, Any], written: dict[str, str]) -> list[str]:
     return errors
 
 
+SECTIONS = frozenset({"mesos", "marathon", "dns", "haproxy", "http", "logging"})
+
+
 def looks_like_mesos_dns(data: dict[str, Any]) -> bool:
-    """A top-level mapping with mesos-dns keys and none of our sections."""
-    ours = {"mesos", "marathon", "dns", "haproxy", "http", "logging"}
-    keys = set(data)
-    return (bool(keys) and not keys & ours
-            and any(isinstance(k, str) and k.lower() in _CANONICAL for k in keys))
+    """A top-level mapping with at least one mesos-dns key (beside our sections or not)."""
+    return any(isinstance(k, str) and k not in SECTIONS and k.lower() in _CANONICAL
+               for k in data)
+
+
+def error_namer(data: dict[str, Any]) -> Callable[[str], str]:
+    """Names a validation error's location as the operator wrote it: the mesos-dns key it
+    was translated from, or the dotted key of a discoveryd section given in the file."""
+    def name(loc: str) -> str:
+        node: Any = data
+        for part in loc.split("[", 1)[0].split("."):
+            if not isinstance(node, dict) or part not in node:
+                return mesos_dns_key(loc)
+            node = node[part]
+        return loc
+    return name
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if both else value
+    return out
 
 
 def _canonical(data: dict[str, Any], warn: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -103,7 +128,16 @@ def _canonical(data: dict[str, Any], warn: list[str]) -> tuple[dict[str, Any], d
 
 
 def from_mesos_dns(data: dict[str, Any], warn: list[str]) -> dict[str, Any]:
-    """Translate a mesos-dns config.json into our YAML structure (values unvalidated)."""
+    """Translate a mesos-dns config.json into our YAML structure (values unvalidated), with
+    any discoveryd sections of the same file merged over it."""
+    sections = {k: v for k, v in data.items() if k in SECTIONS}
+    translated = _translate({k: v for k, v in data.items() if k not in SECTIONS}, warn)
+    if "haproxy" in sections:  # added with discoveryd keys: on unless they say otherwise
+        translated.pop("haproxy")
+    return _merge(translated, sections)
+
+
+def _translate(data: dict[str, Any], warn: list[str]) -> dict[str, Any]:
     data, written = _canonical(data, warn)
     g = data.get
     for key in sorted(set(data) & MESOS_DNS_UNSUPPORTED):

@@ -173,6 +173,10 @@ class Metrics:
             "(zk, static or none).", ["source"], registry=r)
         self.zk_connected = Gauge("discoveryd_zookeeper_connected",
                                   "1 while the ZooKeeper session is connected.", registry=r)
+        self.source_configured = Gauge(
+            "discoveryd_source_configured", "1 for each source the configuration uses "
+            "(zookeeper, mesos, marathon), so alerts on *_connected can skip unused ones.",
+            ["source"], registry=r)
         self.mesos_skipped = Counter(
             "discoveryd_mesos_skipped", "Frameworks, agents or tasks left out of the records, by "
             "reason.", ["reason"], registry=r)

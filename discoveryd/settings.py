@@ -357,11 +357,11 @@ def parse_settings(data: Any) -> tuple[Settings, list[str]]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"(top level): expected a mapping of sections, got {type_name(data)}")
-    from discoveryd.mesos_dns_json import from_mesos_dns, looks_like_mesos_dns, mesos_dns_key
+    from discoveryd.mesos_dns_json import error_namer, from_mesos_dns, looks_like_mesos_dns
 
     rename = None
     if looks_like_mesos_dns(data):
-        data, rename = from_mesos_dns(data, warnings), mesos_dns_key
+        data, rename = from_mesos_dns(data, warnings), error_namer(data)
     try:
         return Settings.model_validate(data), warnings
     except ValidationError as e:

@@ -19,7 +19,8 @@ async def running(master):
 async def test_serves_task_records_and_becomes_ready(running, master):
     await eventually(lambda: not running.daemon.readiness(), what="ready")
     status, body = await running.get("/ready")
-    assert status == 200 and body == {"ready": True}
+    assert status == 200 and body == {"ready": True, "waiting_for": [], "pending": [],
+                                      "detail": {}}
     r = await running.query("liquor-store.marathon.mesos")
     assert r.flags & 0x0400  # authoritative
     assert {rr.address for rr in r.answer[0]} == {"1.2.3.11", "1.2.3.12"}

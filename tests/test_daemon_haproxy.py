@@ -22,6 +22,7 @@ async def cluster():
 async def test_haproxy_endpoints_readiness_and_metrics(tmp_path, cluster):
     validate = "haproxy -c -q -f {path}" if shutil.which("haproxy") else "true {path}"
     reloads = tmp_path / "reloads"
+    cluster.marathon.fail_with(503)  # before the start: no snapshot can arrive yet
     r = await start_daemon(settings_for(
         mesos={"masters": [cluster.master.address]},
         marathon={"urls": [cluster.marathon.url]},
@@ -32,11 +33,14 @@ async def test_haproxy_endpoints_readiness_and_metrics(tmp_path, cluster):
                  "stats_socket": str(tmp_path / "admin.sock")},
     ))
     try:
-        # Marathon has not been asked yet: readiness names what is missing.
-        cluster.marathon.fail_with(503)
+        # Marathon answers 503: readiness names what is missing.
         status, body = await r.get("/ready")
-        assert status == 503
-        assert {"marathon_snapshot", "haproxy_config"} <= set(body["waiting_for"])
+        # Mesos is configured: Marathon and HAProxy are pending but never hold /ready
+        assert {"marathon_snapshot", "haproxy_config"} <= set(body["pending"])
+        assert not {"marathon_snapshot", "haproxy_config"} & set(body["waiting_for"])
+        assert status == (503 if body["waiting_for"] else 200)
+        await eventually(lambda: _status(r, "/ready", 200), timeout=30, what="DNS half ready")
+        assert {"marathon_snapshot", "haproxy_config"} <= set((await r.get("/ready"))[1]["pending"])
         # a reload asked for before there is anything to render: wait, not fail
         async with aiohttp.ClientSession() as s, s.post(r.http + "/v1/haproxy/reload") as resp:
             assert resp.status == 503 and (await resp.json())["ok"] is False
@@ -69,10 +73,38 @@ async def test_haproxy_endpoints_readiness_and_metrics(tmp_path, cluster):
 
 
 async def _ready(r):
-    status, _ = await r.get("/ready")
-    return status == 200
+    """/ready answers 200 and nothing is pending either (the HAProxy half is up too)."""
+    status, body = await r.get("/ready")
+    return status == 200 and not body["pending"]
+
+
+async def _status(r, path, expected):
+    return (await r.get(path))[0] == expected
 
 
 async def _servers(r, n):
     _, cfg = await r.get("/v1/haproxy/config")
     return sum(1 for line in cfg.splitlines() if line.strip().startswith("server ")) == n
+
+
+async def test_sidecar_without_mesos_is_ready_once_haproxy_cfg_is_installed(tmp_path, cluster):
+    """The marathon-lb replacement alone: its cluster state is Marathon's and what it serves
+    is haproxy.cfg, so /ready waits for both (and not for DNS, which has nothing to say)."""
+    validate = "haproxy -c -q -f {path}" if shutil.which("haproxy") else "true {path}"
+    cluster.marathon.fail_with(503)  # before the start: no snapshot can arrive yet
+    r = await start_daemon(settings_for(
+        marathon={"urls": [cluster.marathon.url]},
+        haproxy={"config_path": str(tmp_path / "haproxy.cfg"), "bind_address": "127.0.0.1",
+                 "validate_command": validate, "http_port": free_port(),
+                 "https_port": free_port(), "appid_port": free_port(),
+                 "stats_port": free_port(), "stats_socket": str(tmp_path / "admin.sock")},
+    ))
+    try:
+        status, body = await r.get("/ready")
+        assert status == 503
+        assert {"marathon_snapshot", "haproxy_config"} <= set(body["waiting_for"])
+        cluster.marathon.fail_with(None)
+        await eventually(lambda: _status(r, "/ready", 200), timeout=30, what="ready")
+        assert (tmp_path / "haproxy.cfg").exists()
+    finally:
+        await r.daemon.stop()

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from discoveryd import __version__
 from discoveryd.metrics import Metrics
@@ -300,3 +301,40 @@ def test_promtool_checks_alert_rules():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr
+
+
+def test_connection_alerts_fire_only_for_configured_sources(tmp_path):
+    """A static-masters or DNS-only install exports `*_connected 0` for the sources it does
+    not use: the alerts must stay silent there and fire where the source is configured."""
+    promtool = need("promtool")
+    rules = PACKAGING / "prometheus" / "discoveryd-alerts.yml"
+    series = {  # a: uses ZooKeeper and Marathon, both down; b: uses neither
+        'discoveryd_zookeeper_connected{instance="a",job="d"}': "0x20",
+        'discoveryd_marathon_connected{instance="a",job="d"}': "0x20",
+        'discoveryd_source_configured{instance="a",job="d",source="zookeeper"}': "1x20",
+        'discoveryd_source_configured{instance="a",job="d",source="marathon"}': "1x20",
+        'discoveryd_zookeeper_connected{instance="b",job="d"}': "0x20",
+        'discoveryd_marathon_connected{instance="b",job="d"}': "0x20",
+        'discoveryd_source_configured{instance="b",job="d",source="zookeeper"}': "0x20",
+        'discoveryd_source_configured{instance="b",job="d",source="marathon"}': "0x20",
+    }
+    lines = [f"rule_files: [{rules}]", "evaluation_interval: 1m", "tests:",
+             "  - interval: 1m", "    input_series:"]
+    for name, values in series.items():
+        lines += [f"      - series: '{name}'", f"        values: '{values}'"]
+    lines.append("    alert_rule_test:")
+    for alert, what in (("DiscoverydZooKeeperDisconnected", "lost its ZooKeeper session"),
+                        ("DiscoverydMarathonDisconnected", "Marathon's event stream")):
+        lines += ["      - eval_time: 10m", f"        alertname: {alert}", "        exp_alerts:",
+                  "          - exp_labels: {severity: warning, instance: a, job: d}"]
+        annotations = yaml.safe_load(rules.read_text())
+        summary = next(r["annotations"]["summary"] for g in annotations["groups"]
+                       for r in g["rules"] if r.get("alert") == alert)
+        assert what in summary
+        lines.append("            exp_annotations: {summary: " +
+                     json.dumps(summary.replace("{{ $labels.instance }}", "a")) + "}")
+    test = tmp_path / "alerts_test.yml"
+    test.write_text("\n".join(lines) + "\n")
+    result = subprocess.run([promtool, "test", "rules", str(test)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

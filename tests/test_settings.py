@@ -3,8 +3,10 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from discoveryd.settings import ConfigError, Settings, load_settings, parse_settings
 
@@ -181,3 +183,40 @@ def test_relative_stats_socket_rejected():
     with pytest.raises(ConfigError) as e:
         parse_settings({"haproxy": {"stats_socket": "run/admin.sock"}})
     assert "haproxy.stats_socket" in str(e.value)
+
+
+def test_example_config_shows_every_key():
+    """config/discoveryd.yaml is the reference an operator copies: every key, with its
+    default unless marked as an example."""
+    doc = yaml.safe_load((Path(__file__).parent.parent / "config" / "discoveryd.yaml").read_text())
+
+    def leaves(tree, prefix=""):
+        out = set()
+        for key, value in tree.items():
+            nested = isinstance(value, dict) and key not in ("soa", "zone_resolvers")
+            out |= leaves(value, f"{prefix}{key}.") if nested else {prefix + key}
+        return out
+
+    assert leaves(Settings().model_dump(mode="json")) <= leaves(doc)
+
+
+def test_mesos_dns_keys_with_discoveryd_sections():
+    """CONTRACT 2.3: the HAProxy half is off for a mesos-dns file "unless added with
+    discoveryd keys": sections beside the mesos-dns keys are merged, and win."""
+    s, warnings = parse_settings({
+        "masters": ["1.2.3.4:5050"], "ttl": 7, "domain": "cluster",
+        "dns": {"ttl": 9, "tcp_idle_timeout": 3},
+        "marathon": {"urls": ["http://127.0.0.1:8080"]},
+        "haproxy": {"config_path": "/tmp/h.cfg"}})
+    assert warnings == []
+    assert s.mesos.masters == ["1.2.3.4:5050"] and s.dns.domain == "cluster"
+    assert s.dns.ttl == 9 and s.dns.tcp_idle_timeout == 3  # the section wins, rest kept
+    assert s.haproxy.enabled is True and s.haproxy.config_path == "/tmp/h.cfg"
+    s, _ = parse_settings({"masters": ["1.2.3.4:5050"],
+                           "marathon": {"urls": ["http://127.0.0.1:8080"]}})
+    assert s.haproxy.enabled is False  # Marathon alone (faster DNS) does not start HAProxy
+    # errors name what the operator wrote: the section key, or the mesos-dns key
+    with pytest.raises(ConfigError, match=r"^dns\.ttl: "):
+        parse_settings({"masters": ["1.2.3.4:5050"], "ttl": 5, "dns": {"ttl": -1}})
+    with pytest.raises(ConfigError, match=r"^ttl: "):
+        parse_settings({"masters": ["1.2.3.4:5050"], "ttl": -1, "dns": {"timeout": 3}})

@@ -25,7 +25,8 @@ class AdminTarget(Protocol):
     metrics: Metrics
     record_set: RecordSet | None
 
-    def readiness(self) -> dict[str, str]: ...  # token -> why not ready yet; empty = ready
+    def readiness(self) -> dict[str, str]: ...  # token -> why /ready waits; empty = ready
+    def pending(self) -> dict[str, str]: ...  # not ready either, but /ready does not wait
     def state_report(self) -> dict[str, Any]: ...
     def haproxy_config(self) -> str | None: ...
     async def haproxy_reload(self) -> dict[str, Any] | None: ...
@@ -88,12 +89,11 @@ def build_app(target: AdminTarget) -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def ready(_: web.Request) -> web.Response:
-        waiting = target.readiness()
+        waiting, pending = target.readiness(), target.pending()
         target.metrics.ready.set(0 if waiting else 1)
-        if waiting:
-            return web.json_response({"ready": False, "waiting_for": list(waiting),
-                                      "detail": waiting}, status=503)
-        return web.json_response({"ready": True})
+        body = {"ready": not waiting, "waiting_for": list(waiting), "pending": list(pending),
+                "detail": {**waiting, **pending}}
+        return web.json_response(body, status=503 if waiting else 200)
 
     async def version(_: web.Request) -> web.Response:
         return web.json_response({"Service": "discoveryd", "Version": __version__, "URL": URL})
