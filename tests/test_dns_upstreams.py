@@ -1,3 +1,5 @@
+import pytest
+
 from discoveryd.dns.upstreams import build_upstreams, parse_resolv_conf, select_upstreams
 from discoveryd.settings import DnsSettings
 
@@ -38,3 +40,32 @@ def test_select_longest_suffix():
     assert select_upstreams("b.weave.", default, zones) == [("10.0.0.3", 53)]
     assert select_upstreams("xweave.", default, zones) == default
     assert select_upstreams("example.com.", default, zones) == default
+
+
+def test_wildcard_listener_drops_every_local_address():
+    """mesos-dns's layout: listen 0.0.0.0:53 and the host's own LAN address in resolv.conf
+    (nonLocalAddies). Forwarding there would loop back to us."""
+    text = "nameserver 10.0.0.5\nnameserver 8.8.8.8\nnameserver fd00::5\nnameserver 10.0.0.6\n"
+    local = ["10.0.0.5", "fd00:0:0::5"]
+    default, _ = build_upstreams(DnsSettings(), text, [("0.0.0.0", 53)], local_ips=local)
+    assert default == [("8.8.8.8", 53), ("10.0.0.6", 53)]
+    settings = DnsSettings(zone_resolvers={"weave": ["10.0.0.5", "10.0.0.7"]})
+    _, zones = build_upstreams(settings, text, [("0.0.0.0", 53)], local_ips=local)
+    assert zones == {"weave": [("10.0.0.7", 53)]}
+    # Not a loop: another port, or a listener on one address only.
+    default, _ = build_upstreams(DnsSettings(), text, [("0.0.0.0", 5353)], local_ips=local)
+    assert ("10.0.0.5", 53) in default
+    default, _ = build_upstreams(DnsSettings(), text, [("127.0.0.1", 53)], local_ips=local)
+    assert ("10.0.0.5", 53) in default
+
+
+def test_wildcard_listener_drops_this_hosts_real_addresses():
+    """Without `local_ips`, the host's interfaces are read (nothing is sent anywhere)."""
+    from discoveryd.dns.zonefile import local_ipv4s, local_ipv6s
+
+    local = local_ipv4s() + local_ipv6s()
+    if not local:
+        pytest.skip("this host has no non-loopback address")
+    text = "".join(f"nameserver {ip}\n" for ip in local) + "nameserver 8.8.8.8\n"
+    default, _ = build_upstreams(DnsSettings(), text, [("0.0.0.0", 53)])
+    assert default == [("8.8.8.8", 53)]

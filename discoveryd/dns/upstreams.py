@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 
+from discoveryd.dns.zonefile import local_ipv4s, local_ipv6s
 from discoveryd.settings import DnsSettings, split_host_port
 
 Upstream = tuple[str, int]
@@ -28,26 +30,36 @@ def _parse(servers: list[str]) -> list[Upstream]:
     return [split_host_port(s, 53) for s in servers]
 
 
-def _is_self(upstream: Upstream, listen: list[Upstream]) -> bool:
-    """True when forwarding to `upstream` would reach this server (a loop)."""
+def _is_self(upstream: Upstream, listen: list[Upstream], local: frozenset[str]) -> bool:
+    """True when forwarding to `upstream` would reach this server (a loop): one of our
+    listen addresses, or, for a wildcard listener on its port, loopback or any address of
+    this host's interfaces (`local`; mesos-dns drops every local address from resolv.conf)."""
     host, port = upstream
     ip = ipaddress.ip_address(host)
     for lhost, lport in listen:
         if lport != port:
             continue
         lip = ipaddress.ip_address(lhost)
-        if ip == lip or (lip.is_unspecified and (ip.is_loopback or ip.is_unspecified)):
+        if ip == lip or (lip.is_unspecified and (ip.is_loopback or ip.is_unspecified
+                                                 or str(ip) in local)):
             return True
     return False
 
 
-def build_upstreams(settings: DnsSettings, resolv_conf_text: str, listen: list[Upstream]
+def build_upstreams(settings: DnsSettings, resolv_conf_text: str, listen: list[Upstream],
+                    local_ips: Iterable[str] | None = None
                     ) -> tuple[list[Upstream], dict[str, list[Upstream]]]:
-    """(default upstreams, zone -> upstreams), our own listen addresses removed."""
+    """(default upstreams, zone -> upstreams), our own addresses removed. `local_ips`: the
+    host's interface addresses (default: read from the interfaces when a listener is a
+    wildcard)."""
+    if local_ips is None:
+        wildcard = any(ipaddress.ip_address(h).is_unspecified for h, _ in listen)
+        local_ips = local_ipv4s() + local_ipv6s() if wildcard else ()
+    local = frozenset(str(ipaddress.ip_address(ip)) for ip in local_ips)
     default = _parse(settings.resolvers) if settings.resolvers else parse_resolv_conf(
         resolv_conf_text)
-    default = [u for u in default if not _is_self(u, listen)]
-    zones = {zone: [u for u in _parse(servers) if not _is_self(u, listen)]
+    default = [u for u in default if not _is_self(u, listen, local)]
+    zones = {zone: [u for u in _parse(servers) if not _is_self(u, listen, local)]
              for zone, servers in settings.zone_resolvers.items()}
     return default, zones
 
