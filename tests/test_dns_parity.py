@@ -215,3 +215,23 @@ async def test_tcp_answer_whose_records_exceed_64k_is_truncated(make_server):
         assert r.flags & dns.flags.TC and r.rcode() == dns.rcode.NOERROR
         assert 700 < len(r.answer[0]) < 1200 and not r.additional
         assert len(r.to_wire()) <= 65535
+
+
+# 4. Every record of a name leads an answer in turn, however many records it has.
+
+@pytest.mark.parametrize("n", [20, 200])
+async def test_every_record_comes_first_in_turn(make_server, n):
+    ips = [f"10.7.{i // 256}.{i % 256}" for i in range(n)]
+    srv = await make_server(RecordSet(a={"many.marathon.mesos.": tuple(ips)}), external=False)
+    host, port = srv.addresses[0]
+    for transport, kw in (("udp", {}), ("udp", {"use_edns": 0, "payload": 4096}),
+                          ("udp", {"use_edns": 0, "payload": 1232}), ("tcp", {})):
+        query = dns.asyncquery.udp if transport == "udp" else dns.asyncquery.tcp
+        firsts: dict[str, int] = {}
+        for _ in range(2 * n):  # UDP: the first through the resolver, then from Zone.hot
+            q = dns.message.make_query("many.marathon.mesos.", "A", **kw)
+            r = await query(q, host, port=port, timeout=30)
+            first = r.answer[0][0].to_text()
+            firsts[first] = firsts.get(first, 0) + 1
+        assert set(firsts) == set(ips), (transport, kw)
+        assert max(firsts.values()) - min(firsts.values()) <= 2, (transport, kw)

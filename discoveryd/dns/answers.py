@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Mapping, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from itertools import cycle
+from itertools import accumulate, cycle
 from typing import TypeVar
 
 from discoveryd.dns.recordset import Srv
@@ -27,7 +28,9 @@ EDNS_UDP_SIZE = 1232  # what we advertise (the DNS flag day 2020 value)
 MAX_UDP = 4096  # a client may ask for more; we never send more over UDP
 # Truncated answers are cached per size class; a client's size is rounded down to one.
 SIZE_CLASSES = (512, 1232, 1400, 2048, MAX_UDP)
-MAX_ROTATIONS = 8
+# Every rotation of an answer is prebuilt when they add up to at most this many bytes; a
+# bigger answer makes its rotation per query (see Answer).
+ROTATION_BYTES = 32 << 10
 OPT_RR = b"\x00\x00\x29" + struct.pack(">HIH", EDNS_UDP_SIZE, 0, 0)
 
 T = TypeVar("T")
@@ -71,7 +74,7 @@ def soa_rdata(mname: str, rname: str, serial: int, refresh: int, retry: int, exp
             + struct.pack(">IIIII", serial & 0xFFFFFFFF, refresh, retry, expire, minttl))
 
 
-def rotations(items: Sequence[T], limit: int = MAX_ROTATIONS) -> list[tuple[T, ...]]:
+def rotations(items: Sequence[T], limit: int) -> list[tuple[T, ...]]:
     """Up to `limit` orders of `items`, each starting at a different RR, spread evenly."""
     n = len(items)
     if n <= 1:
@@ -111,30 +114,41 @@ def build_answers(types: Mapping[int, list[bytes]], qlen: int,
 
 def _answer(rrs: list[bytes], qlen: int, addresses: Mapping[bytes, tuple[bytes, ...]],
             mname: bytes, ra: bool) -> Answer:
-    rots = rotations(rrs)
     # The name whose A/AAAA RRs each RR brings along: an SRV's target, the NS; None for others.
     targets = [rr[18:] if rr[2:4] == b"\x00\x21" else mname if rr[2:4] == b"\x00\x02" else None
                for rr in rrs]
-    if targets.count(None) == len(targets):
-        return Answer(qlen, NOERROR, rots, [()] * len(rots), ra=ra)
-    adds = []
-    for rot in rotations(targets):  # the same orders as `rots`
-        once = dict.fromkeys(rot)  # in answer order, once each
+
+    def additional(order: Sequence[bytes | None]) -> tuple[bytes, ...]:
+        once = dict.fromkeys(order)  # in answer order, once each
         once.pop(None, None)
-        adds.append(tuple(rr for t in once for rr in addresses.get(t, ())))  # type: ignore[arg-type]
+        return tuple(rr for t in once for rr in addresses.get(t, ()))  # type: ignore[arg-type]
+
+    plain = targets.count(None) == len(targets)
+    add = () if plain else additional(targets)
+    n = len(rrs)
+    if n > 1 and n * (sum(map(len, rrs)) + sum(map(len, add))) > ROTATION_BYTES:
+        return Answer(qlen, NOERROR, [tuple(rrs)], [add], ra=ra, rotate=True)
+    rots = rotations(rrs, n)
+    adds: list[tuple[bytes, ...]] = [()] * len(rots) if plain else [additional(rot) for rot in rotations(targets, n)]
     return Answer(qlen, NOERROR, rots, adds, ra=ra)
 
 
 class Answer:
-    """Every packed form of one response: plain/EDNS, each RR rotation, truncations."""
+    """Every packed form of one response: plain/EDNS, each RR rotation, truncations.
+
+    Each answer RR leads in turn, one query after the other. When every rotation takes at
+    most ROTATION_BYTES, all of them are prebuilt (`rots`: one per answer RR) and a query
+    costs a C-level `cycle` step; otherwise (`rotate`: `answer_rots` holds one order) the
+    rotation is two slices of the answer RRs packed twice, made per query."""
 
     __slots__ = ("rcode_name", "heads_plain", "heads_edns", "next_plain", "next_edns",
-                 "tails_plain", "tails_edns", "max_plain", "max_edns", "_rcode", "_ra", "_rots",
-                 "_authority", "_turn", "_memo", "_qlen")
+                 "_tails_plain", "_tails_edns", "max_plain", "max_edns", "_rcode", "_ra",
+                 "_rots", "_authority", "_turn", "_memo", "_qlen", "_n", "_blob2", "_cum",
+                 "_rest_plain", "_rest_edns")
 
     def __init__(self, qlen: int, rcode: int, answer_rots: list[tuple[bytes, ...]],
                  additional_rots: list[tuple[bytes, ...]], authority: tuple[bytes, ...] = (),
-                 *, ra: bool) -> None:
+                 *, ra: bool, rotate: bool = False) -> None:
         self._qlen, self._rcode, self._ra = qlen, rcode, ra
         self._rots = list(zip(answer_rots, additional_rots, strict=True))
         self._authority = authority
@@ -146,17 +160,58 @@ class Answer:
         self.heads_plain = heads(rcode, counts, aa=True, ra=ra)
         self.heads_edns = heads(rcode, (1, an, len(authority), ar + 1), aa=True, ra=ra)
         auth = b"".join(authority)
-        plain = [b"".join(ans) + auth + b"".join(add) for ans, add in self._rots]
-        self.tails_plain, self.tails_edns = plain, [t + OPT_RR for t in plain]
-        self.next_plain = cycle(plain).__next__
-        self.next_edns = cycle(self.tails_edns).__next__
-        self.max_plain = 12 + qlen + max(map(len, plain))
+        self._n = len(answer_rots[0]) if rotate else 0
+        if self._n:
+            answers = answer_rots[0]
+            blob = b"".join(answers)
+            self._blob2 = blob + blob
+            self._cum = list(accumulate((len(rr) for rr in answers + answers), initial=0))
+            self._rest_plain = auth + b"".join(additional_rots[0])
+            self._rest_edns = self._rest_plain + OPT_RR
+            self._tails_plain = self._tails_edns = []
+            self.next_plain, self.next_edns = self._next_plain, self._next_edns
+            self.max_plain = 12 + qlen + len(blob) + len(self._rest_plain)
+        else:
+            plain = [b"".join(ans) + auth + b"".join(add) for ans, add in self._rots]
+            self._tails_plain, self._tails_edns = plain, [t + OPT_RR for t in plain]
+            self.next_plain = cycle(plain).__next__
+            self.next_edns = cycle(self._tails_edns).__next__
+            self.max_plain = 12 + qlen + max(map(len, plain))
         self.max_edns = self.max_plain + len(OPT_RR)
+
+    @property
+    def orders(self) -> int:
+        """How many orders the answer RRs come in (each RR leads in one)."""
+        return self._n or len(self._rots)
+
+    @property
+    def tails_plain(self) -> list[bytes]:
+        """The sections after the question, each rotation once (no EDNS)."""
+        return [self._tail(t, False) for t in range(self._n)] if self._n else self._tails_plain
+
+    @property
+    def tails_edns(self) -> list[bytes]:
+        return [self._tail(t, True) for t in range(self._n)] if self._n else self._tails_edns
+
+    def _tail(self, turn: int, edns: bool) -> bytes:
+        c = self._cum
+        return self._blob2[c[turn]:c[turn + self._n]] + (self._rest_edns if edns
+                                                           else self._rest_plain)
+
+    def _next_plain(self) -> bytes:
+        self._turn = turn = (self._turn + 1) % self._n
+        c = self._cum
+        return self._blob2[c[turn]:c[turn + self._n]] + self._rest_plain
+
+    def _next_edns(self) -> bytes:
+        self._turn = turn = (self._turn + 1) % self._n
+        c = self._cum
+        return self._blob2[c[turn]:c[turn + self._n]] + self._rest_edns
 
     def truncated(self, limit: int, edns: bool, idx: int) -> tuple[bytes, bytes]:
         """(head, tail) for a response that must fit `limit` bytes: as many whole answer RRs
         as fit (TC set when any is left out), then additional RRs as room allows (no TC)."""
-        self._turn = turn = (self._turn + 1) % len(self._rots)
+        self._turn = turn = (self._turn + 1) % self.orders
         return self._truncated_at(limit, edns, idx, turn)
 
     def variants(self, size: int, edns: bool, idx: int) -> list[tuple[bytes, bytes]]:
@@ -164,16 +219,57 @@ class Answer:
         if (self.max_edns if edns else self.max_plain) <= max(size, 512):
             head = (self.heads_edns if edns else self.heads_plain)[idx]
             return [(head, tail) for tail in (self.tails_edns if edns else self.tails_plain)]
-        return [self._truncated_at(size, edns, idx, turn) for turn in range(len(self._rots))]
+        return [self._truncated_at(size, edns, idx, turn) for turn in range(self.orders)]
+
+    def hot(self, size: int, edns: bool, idx: int, q: bytes) -> tuple[Callable[[], bytes], int]:
+        """(next response after the ID, bytes it holds) for a UDP client offering `size`
+        bytes whose question is `q`: for Zone.hot. The rotations go on where they are."""
+        if not self._n:
+            forms = [head + q + tail for head, tail in self.variants(size, edns, idx)]
+            turn = self._turn % len(forms)
+            return cycle(forms[turn:] + forms[:turn]).__next__, sum(map(len, forms))
+        if (self.max_edns if edns else self.max_plain) <= max(size, 512):
+            prefix = (self.heads_edns if edns else self.heads_plain)[idx] + q
+            tail = self._next_edns if edns else self._next_plain
+            return lambda: prefix + tail(), self.max_edns
+        truncated = self.truncated
+
+        def form() -> bytes:
+            head, tail = truncated(size, edns, idx)
+            return head + q + tail
+        return form, max(size, 512)
 
     def _truncated_at(self, limit: int, edns: bool, idx: int, turn: int) -> tuple[bytes, bytes]:
         limit = max(c for c in SIZE_CLASSES if c <= max(limit, 512)) if limit < 65535 else limit
+        if self._n:
+            head, tail = self._truncated_rotation(limit, edns, turn)
+            return head[idx * 10:idx * 10 + 10], tail
         memo_key = (limit, edns, turn)
         hit = self._memo.get(memo_key)
         if hit is None:
             hit = self._memo[memo_key] = self._truncate(limit, edns, *self._rots[turn])
         head, tail = hit
         return head[idx * 10:idx * 10 + 10], tail
+
+    def _truncated_rotation(self, limit: int, edns: bool, turn: int) -> tuple[bytes, bytes]:
+        """`_truncate` of rotation `turn` (rotate mode): the answer RRs that fit are a slice;
+        what follows them depends only on how many fit, so that part is memoized."""
+        n, c = self._n, self._cum
+        room = limit - 12 - self._qlen - (len(OPT_RR) if edns else 0)
+        end = bisect_right(c, c[turn] + room, turn, turn + n + 1) - 1  # last RR that fits
+        memo_key = (limit, edns, end - turn)
+        hit = self._memo.get(memo_key)
+        if hit is None:
+            if end - turn < n:  # TC: no authority or additional RRs
+                hs = heads(self._rcode, (1, end - turn, 0, 1 if edns else 0), aa=True,
+                           ra=self._ra)
+                hit = b"".join(bytes((h[0] | 0x02,)) + h[1:] for h in hs), (
+                    OPT_RR if edns else b"")
+            else:  # every answer RR fits, whatever the order: the rest is always the same
+                head, tail = self._truncate(limit, edns, *self._rots[0])
+                hit = head, tail[c[n]:]
+            self._memo[memo_key] = hit
+        return hit[0], self._blob2[c[turn]:c[end]] + hit[1]
 
     def _truncate(self, limit: int, edns: bool, answers: tuple[bytes, ...],
                   additional: tuple[bytes, ...]) -> tuple[bytes, bytes]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from itertools import cycle, repeat
+from itertools import repeat
 from typing import Any
 
 from dnslib import QTYPE, DNSRecord
@@ -30,7 +30,7 @@ Result = tuple[object, str, str]  # (bytes to send | FORWARD | None = drop, qtyp
 Hot = tuple[Callable[[], bytes], list[int]]
 HOT_LIMIT = 65536  # entries; the table starts over when full (e.g. a flood of random names)
 # ... or when its packets add up to HOT_BYTES: an entry for a big answer holds every rotation
-# (up to 8 x 4 KB), so a flood of 0x20 spellings of one big name would otherwise take GBs.
+# (up to ROTATION_BYTES), so a flood of 0x20 spellings of one big name would otherwise take GBs.
 HOT_BYTES = 16 << 20
 HOT_ENTRY_OVERHEAD = 300  # bytes of Python objects per entry besides the packets...
 HOT_FORM_OVERHEAD = 64  # ... and per response form it cycles through
@@ -98,11 +98,11 @@ class Zone:
 
     def remember(self, data: bytes, out: bytes, counter: list[int]) -> None:
         """Enter `data` in `hot` when `out` = answer(data) is, up to the ID and the RR
-        rotation, what every query with these bytes after the ID gets: a plain or simple
-        EDNS query with one uncompressed question. `counter` is the entry's query count."""
+        rotation, what every query with these bytes after the ID gets: a query the fast
+        path takes (see `_shape`). `counter` is the entry's query count."""
         e = data.find(0, 12)
-        rest = len(data) - e - 5
-        if e < 0 or data[2] & 0xF8 or (rest != 0 and rest != 11):
+        shape = _shape(data, e)
+        if shape is None:
             return
         if len(self.hot) >= HOT_LIMIT or self.hot_bytes >= HOT_BYTES:
             self.hot.clear()
@@ -113,13 +113,11 @@ class Zone:
             self.hot[data[2:]] = repeat(out[2:]).__next__, counter
             self.hot_bytes += len(data) + len(out) + HOT_ENTRY_OVERHEAD + HOT_FORM_OVERHEAD
             return
-        size = min(data[e + 8] << 8 | data[e + 9], w.MAX_UDP) if rest else 512
         idx = (data[2] & 1) | ((data[3] >> 3) & 2)
-        forms = [head + q + tail for head, tail in hit.variants(size, bool(rest), idx)]
-        if out[2:] in forms:  # else the packet was not what it seemed (answered the slow way)
-            self.hot[data[2:]] = cycle(forms).__next__, counter
-            self.hot_bytes += (len(data) + sum(map(len, forms)) + HOT_ENTRY_OVERHEAD
-                               + HOT_FORM_OVERHEAD * len(forms))
+        form, held = hit.hot(shape[1], shape[0], idx, q)
+        self.hot[data[2:]] = form, counter
+        self.hot_bytes += (len(data) + held + HOT_ENTRY_OVERHEAD
+                           + HOT_FORM_OVERHEAD * min(hit.orders, 64))
 
     def _respond(self, qid: bytes, idx: int, q: bytes, offsets: list[int], edns: bool, size: int,
                  tcp: bool) -> Result:
@@ -187,6 +185,20 @@ class Zone:
             return badvers + w.OPT_RR[:5] + b"\x01" + w.OPT_RR[6:], "other", "BADVERS"
         size = min(opts[0].rclass, w.MAX_UDP) if edns else 512
         return self._respond(qid, idx, q, offsets, edns, size, tcp)
+
+
+def _shape(data: bytes, e: int) -> tuple[bool, int] | None:
+    """(EDNS, UDP size) of a query that `Zone.answer` takes the fast way (one question,
+    uncompressed name ending at `e`, no or simple EDNS), else None."""
+    if not 0 < e <= 266 or data[4:10] != _ONE_QUESTION or data[2] & 0xF8:
+        return None
+    rest = len(data) - e - 5
+    if rest == 0 and data[10:12] == b"\x00\x00":
+        return False, 512
+    if (rest == 11 and data[10:12] == b"\x00\x01" and data[e + 5:e + 8] == b"\x00\x00\x29"
+            and data[e + 10:e + 12] == b"\x00\x00" and data[e + 14:e + 16] == b"\x00\x00"):
+        return True, min(data[e + 8] << 8 | data[e + 9], w.MAX_UDP)
+    return None
 
 
 def _label_offsets(name: bytes) -> list[int] | None:
