@@ -235,3 +235,40 @@ async def test_every_record_comes_first_in_turn(make_server, n):
             firsts[first] = firsts.get(first, 0) + 1
         assert set(firsts) == set(ips), (transport, kw)
         assert max(firsts.values()) - min(firsts.values()) <= 2, (transport, kw)
+
+
+# 5. Queries with EDNS options (bind9 and dig send a COOKIE) take the fast path.
+
+async def test_edns_options_are_ignored_and_answered_the_fast_way(make_server):
+    srv = await make_server(RecordSet(a={"web.marathon.mesos.": ("10.0.0.1", "10.0.0.2")}),
+                            external=False)
+    host, port = srv.addresses[0]
+    cookie = dns.edns.GenericOption(dns.edns.COOKIE, bytes(range(8)))
+    padding = dns.edns.GenericOption(dns.edns.PADDING, bytes(20))
+    for options in ([cookie], [cookie, padding]):
+        for name, rcode in (("web.marathon.mesos.", dns.rcode.NOERROR),
+                            ("nope.marathon.mesos.", dns.rcode.NXDOMAIN)):
+            q = dns.message.make_query(name, "A", use_edns=0, payload=1232, options=options,
+                                       want_dnssec=True)
+            for _ in range(2):  # the second one from Zone.hot
+                r = await dns.asyncquery.udp(q, host, port=port, timeout=30)
+                assert r.rcode() == rcode and r.edns == 0 and not r.options
+                assert r.payload == 1232 and r.flags & dns.flags.AA
+            if rcode == dns.rcode.NOERROR:
+                assert sorted(rd.to_text() for rd in r.answer[0]) == ["10.0.0.1", "10.0.0.2"]
+            assert q.to_wire()[2:] in srv.zone.hot  # remembered: the fast path answered it
+    # An option that overruns the OPT record is still a FORMERR.
+    wire = bytearray(dns.message.make_query("web.marathon.mesos.", "A", use_edns=0,
+                                            options=[cookie]).to_wire())
+    wire[-10] += 1  # the COOKIE's length
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[bytes] = loop.create_future()
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):  # type: ignore[no-untyped-def]
+            got.set_result(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=(host, port))
+    transport.sendto(bytes(wire))
+    assert dns.message.from_wire(await asyncio.wait_for(got, 30)).rcode() == dns.rcode.FORMERR
+    transport.close()

@@ -127,13 +127,21 @@ def test_hot_table_starts_over_when_full(monkeypatch):
 
 def test_only_simple_queries_are_remembered():
     zone, _ = build_zone(record_set(), DnsSettings(external=False), 1)
+    # Trailing bytes after the OPT: answered the slow way, so not remembered.
+    data = dns.message.make_query("web.marathon.mesos.", "A", use_edns=0).to_wire() + b"\x00"
+    out, _, rcode = zone.answer(data)
+    assert rcode == "NOERROR"
+    zone.remember(data, out, [0])
+    assert zone.hot == {}
+    # EDNS options (a COOKIE) are ignored: such a query is remembered like a plain one.
     cookie = dns.edns.GenericOption(dns.edns.COOKIE, b"\x01" * 8)
     data = dns.message.make_query("web.marathon.mesos.", "A", use_edns=0,
                                   options=[cookie]).to_wire()
     out, _, rcode = zone.answer(data)
     assert rcode == "NOERROR"
     zone.remember(data, out, [0])
-    assert zone.hot == {}
+    assert list(zone.hot) == [data[2:]]
+    zone.hot.clear()
     # A simple EDNS query is remembered with every rotation of its answer.
     data = dns.message.make_query("web.marathon.mesos.", "A", use_edns=0).to_wire()
     out, _, _ = zone.answer(data)

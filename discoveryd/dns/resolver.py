@@ -3,8 +3,8 @@
 `build_zone` turns a RecordSet into a `Zone` off the query path: an answer cache keyed
 by the lowercased question as it appears on the wire (name + type + class), the set of
 existing names (for NODATA vs NXDOMAIN) and prebuilt negative answers. `Zone.answer`
-serves the common case (one question, no or plain EDNS, cached) with a slice, a dict
-lookup and a concatenation; anything unusual goes through dnslib.
+serves the common case (one question, no EDNS or EDNS whose options are ignored, cached)
+with a slice, a dict lookup and a concatenation; anything unusual goes through dnslib.
 """
 
 from __future__ import annotations
@@ -75,7 +75,10 @@ class Zone:
                 # A client may offer up to 65535 bytes; over UDP we never send more than MAX_UDP.
                 edns, size = True, min(data[e + 8] << 8 | data[e + 9], w.MAX_UDP)
             else:
-                return self._slow(data, tcp)
+                shape = _shape(data, e)  # e.g. EDNS options (a COOKIE from bind9 or dig)
+                if shape is None:
+                    return self._slow(data, tcp)
+                edns, size = shape
             q = data[12:e + 5]
             hit = self.cache.get(q.lower())
             if hit is not None:
@@ -195,10 +198,23 @@ def _shape(data: bytes, e: int) -> tuple[bool, int] | None:
     rest = len(data) - e - 5
     if rest == 0 and data[10:12] == b"\x00\x00":
         return False, 512
-    if (rest == 11 and data[10:12] == b"\x00\x01" and data[e + 5:e + 8] == b"\x00\x00\x29"
-            and data[e + 10:e + 12] == b"\x00\x00" and data[e + 14:e + 16] == b"\x00\x00"):
+    if (rest >= 11 and data[10:12] == b"\x00\x01" and data[e + 5:e + 8] == b"\x00\x00\x29"
+            and data[e + 10:e + 12] == b"\x00\x00"
+            and rest == 11 + (data[e + 14] << 8 | data[e + 15]) and _options_fit(data, e + 16)):
+        # EDNS options (COOKIE, padding, ...) are well-formed and ignored: the reply's OPT
+        # has none, which is what a server that does not implement them sends (RFC 7873).
         return True, min(data[e + 8] << 8 | data[e + 9], w.MAX_UDP)
     return None
+
+
+def _options_fit(data: bytes, i: int) -> bool:
+    """The EDNS options from `i` to the end of `data` are whole (code, length, value)s."""
+    end = len(data)
+    while i < end:
+        if i + 4 > end:
+            return False
+        i += 4 + (data[i + 2] << 8 | data[i + 3])
+    return i == end
 
 
 def _label_offsets(name: bytes) -> list[int] | None:
