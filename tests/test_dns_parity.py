@@ -14,6 +14,7 @@ import dns.edns
 import dns.exception
 import dns.flags
 import dns.message
+import dns.opcode
 import dns.rcode
 import dns.rrset
 import pytest
@@ -272,3 +273,55 @@ async def test_edns_options_are_ignored_and_answered_the_fast_way(make_server):
     transport.sendto(bytes(wire))
     assert dns.message.from_wire(await asyncio.wait_for(got, 30)).rcode() == dns.rcode.FORMERR
     transport.close()
+
+
+# 6. NOTIMP, FORMERR and the forwarding SERVFAIL carry an OPT when the query had one.
+
+async def udp_message(server: DnsServer, wire: bytes) -> dns.message.Message:
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[bytes] = loop.create_future()
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):  # type: ignore[no-untyped-def]
+            if not got.done():
+                got.set_result(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=server.addresses[0])
+    try:
+        transport.sendto(wire)
+        return dns.message.from_wire(await asyncio.wait_for(got, 30))
+    finally:
+        transport.close()
+
+
+async def test_error_replies_carry_opt_when_the_query_had_one(make_server):
+    dead = await asyncio.get_running_loop().create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))  # never answers
+    dead_port = dead[0].get_extra_info("sockname")[1]
+    srv = await make_server(resolvers=[f"127.0.0.1:{dead_port}"], timeout=0.2)
+    try:
+        for use_edns in (None, 0):
+            want = -1 if use_edns is None else 0
+            q = dns.message.make_query("mesos.", "SOA", use_edns=use_edns)
+            q.set_opcode(dns.opcode.NOTIFY)
+            r = await udp_message(srv, q.to_wire())
+            assert r.rcode() == dns.rcode.NOTIMP and r.opcode() == dns.opcode.NOTIFY
+            assert r.edns == want
+            wire = bytearray(dns.message.make_query("mesos.", "SOA", use_edns=use_edns)
+                             .to_wire())
+            wire[4:6] = b"\x00\x00"  # no question: FORMERR (the OPT is fine)
+            del wire[12:12 + len(b"\x05mesos\x00") + 4]
+            r = await udp_message(srv, bytes(wire))
+            assert r.rcode() == dns.rcode.FORMERR and r.edns == want
+            q = dns.message.make_query("example.com.", "A", use_edns=use_edns)
+            r = await udp_message(srv, q.to_wire())  # every upstream times out
+            assert r.rcode() == dns.rcode.SERVFAIL and r.edns == want and r.id == q.id
+        # A malformed OPT (an option overrunning it) gets a FORMERR without one.
+        wire = bytearray(dns.message.make_query(
+            "mesos.", "SOA", use_edns=0,
+            options=[dns.edns.GenericOption(dns.edns.COOKIE, bytes(8))]).to_wire())
+        wire[-10] += 1
+        r = await udp_message(srv, bytes(wire))
+        assert r.rcode() == dns.rcode.FORMERR and r.edns == -1
+    finally:
+        dead[0].close()

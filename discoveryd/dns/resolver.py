@@ -165,7 +165,8 @@ class Zone:
             return None, "", "dropped"  # no header, or a response: never answer those
         qid, idx = data[:2], data[2] & 1 | (data[3] >> 3) & 2
         if (data[2] >> 3) & 0xF:  # NOTIFY, UPDATE, ...: the reply must carry the opcode
-            out = self._error(qid, idx, b"", w.NOTIMP, False)  # or the sender ignores it
+            edns = query_edns_size(data) is not None  # and an OPT when the query has one
+            out = self._error(qid, idx, b"", w.NOTIMP, edns)  # or the sender ignores it
             return out[:2] + bytes((out[2] | data[2] & 0x78,)) + out[3:], "other", "NOTIMP"
         try:
             rec = DNSRecord.parse(data)
@@ -180,7 +181,8 @@ class Zone:
             if len(opts) > 1 or any(str(rr.rname) != "." for rr in opts):
                 raise ValueError("bad OPT")
         except Exception:  # dnslib raises many types on garbage; all mean the same here
-            return self._error(qid, idx, b"", w.FORMERR, False), "other", "FORMERR"
+            edns = query_edns_size(data) is not None  # a well-formed OPT gets one back
+            return self._error(qid, idx, b"", w.FORMERR, edns), "other", "FORMERR"
         q = name + _QTAIL.pack(question.qtype, question.qclass)
         edns = bool(opts)
         if edns and (opts[0].ttl >> 16) & 0xFF:  # EDNS version we do not speak
@@ -438,7 +440,9 @@ def failure_response(query: bytes, rcode: int, ra: bool) -> bytes:
     the fast path takes (labels that are not UTF-8), and raising here lost the answer."""
     question = _plain_question(query)
     flags = bytes((0x80 | query[2] & 0x79, (0x80 if ra else 0) | query[3] & 0x10 | rcode))
-    return query[:2] + flags + struct.pack(">HHHH", 1 if question else 0, 0, 0, 0) + question
+    edns = query_edns_size(query) is not None
+    return (query[:2] + flags + struct.pack(">HHHH", 1 if question else 0, 0, 0, int(edns))
+            + question + (w.OPT_RR if edns else b""))
 
 
 def _plain_question(query: bytes) -> bytes:
@@ -451,21 +455,30 @@ def _plain_question(query: bytes) -> bytes:
 
 
 def query_edns_size(query: bytes) -> int | None:
-    """The UDP payload size in `query`'s OPT record; None when it has none (or does not parse)."""
+    """The UDP payload size in `query`'s OPT record; None when it has none, or the packet
+    does not parse, or its OPT is malformed (not one, not owned by the root, options that
+    do not fill its data): then a reply must carry no OPT (RFC 6891 section 7)."""
+    size = None
     try:
         qd, an, ns, ar = struct.unpack_from(">HHHH", query, 4)
         i = 12
         for _ in range(qd):
             i = _skip_name(query, i) + 4
         for k in range(an + ns + ar):
+            owner = i
             i = _skip_name(query, i)
             rtype, rclass, _, rdlen = struct.unpack_from(">HHIH", query, i)
-            if rtype == w.OPT and k >= an + ns:
-                return rclass
             i += 10 + rdlen
+            if rtype == w.OPT:
+                if (k < an + ns or size is not None or query[owner] != 0
+                        or not _options_fit(query[:i], i - rdlen)):
+                    return None
+                size = rclass
+        if i > len(query):
+            return None
     except (IndexError, ValueError, struct.error):
-        pass
-    return None
+        return None
+    return size
 
 
 def _skip_name(data: bytes, i: int) -> int:
