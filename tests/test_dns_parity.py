@@ -23,6 +23,7 @@ from discoveryd.dns.recordset import RecordSet, Srv
 from discoveryd.dns.server import DnsServer
 from discoveryd.metrics import Metrics
 from discoveryd.settings import DnsSettings
+from tests.fakes.upstream_dns import FakeUpstream
 
 BIG = 200  # A records of big.example. upstream
 
@@ -325,3 +326,32 @@ async def test_error_replies_carry_opt_when_the_query_had_one(make_server):
         assert r.rcode() == dns.rcode.FORMERR and r.edns == -1
     finally:
         dead[0].close()
+
+
+# 7. A zone_resolvers zone inside the domain is forwarded (the longest match wins).
+
+async def test_zone_resolvers_inside_the_domain_forward(make_server):
+    up = await FakeUpstream(records={"ok.consul.mesos": "192.0.2.44",
+                                     "task.consul.mesos": "192.0.2.45"}).start()
+    try:
+        rs = RecordSet(a={"web.marathon.mesos.": ("10.0.0.1",),
+                          "task.consul.mesos.": ("10.0.0.2",)})  # shadowed by the zone
+        srv = await make_server(rs, zone_resolvers={"consul.mesos": [up.spec]})
+        host, port = srv.addresses[0]
+        for transport in (dns.asyncquery.udp, dns.asyncquery.tcp):
+            for name, ip in (("ok.consul.mesos.", "192.0.2.44"), ("Task.Consul.mesos.", "192.0.2.45"),
+                             ("web.marathon.mesos.", "10.0.0.1")):
+                r = await transport(dns.message.make_query(name, "A"), host, port=port, timeout=30)
+                assert [rd.to_text() for rd in r.answer[0]] == [ip]
+            r = await transport(dns.message.make_query("notconsul.mesos.", "A"), host,
+                                port=port, timeout=30)
+            assert r.rcode() == dns.rcode.NXDOMAIN and r.flags & dns.flags.AA
+        assert {q for _, q, _ in up.queries} == {"ok.consul.mesos", "task.consul.mesos"}
+        # Without forwarding (external: false) the records answer, as mesos-dns.
+        srv = await make_server(rs, external=False, zone_resolvers={"consul.mesos": [up.spec]})
+        host, port = srv.addresses[0]
+        r = await dns.asyncquery.udp(dns.message.make_query("task.consul.mesos.", "A"), host,
+                                     port=port, timeout=30)
+        assert [rd.to_text() for rd in r.answer[0]] == ["10.0.0.2"]
+    finally:
+        await up.stop()

@@ -46,6 +46,8 @@ class Zone:
         self.ready = ready
         self.external = settings.external
         self.domain_wire = w.name_to_wire(settings.domain + ".")
+        # zone_resolvers zones inside the domain: the longest match wins, so they forward.
+        self.forwarded = tuple(w.name_to_wire(z + ".") for z in forwarded_zones(settings))
         self.cache: dict[bytes, w.Answer] = {}
         self.hot: dict[bytes, Hot] = {}  # always starts empty: it may hold changed answers
         self.hot_bytes = 0  # what `hot` holds, roughly (see HOT_BYTES)
@@ -130,7 +132,8 @@ class Zone:
         name = q[:-4].lower()
         tname = QTYPE_NAMES.get(qtype, "other")
         cut = len(name) - len(self.domain_wire)
-        if not name.endswith(self.domain_wire) or cut not in offsets:
+        if (not name.endswith(self.domain_wire) or cut not in offsets
+                or self.forwarded and self._in_forwarded(name, offsets)):
             if self.external:
                 return FORWARD, tname, _wire_to_text(name)
             return self._error(qid, idx, q, w.REFUSED, edns, aa=False), tname, "REFUSED"
@@ -152,6 +155,9 @@ class Zone:
         rcode = w.NOERROR if name in self.names else w.NXDOMAIN
         tail = self.soa_rr + (w.OPT_RR if edns else b"")
         return qid + self._neg[(rcode, edns)][idx] + q + tail, tname, w.RCODE_NAMES[rcode]
+
+    def _in_forwarded(self, name: bytes, offsets: list[int]) -> bool:
+        return any(name.endswith(z) and len(name) - len(z) in offsets for z in self.forwarded)
 
     def _error(self, qid: bytes, idx: int, q: bytes, rcode: int, edns: bool, *,
                aa: bool = True) -> bytes:
@@ -219,6 +225,14 @@ def _options_fit(data: bytes, i: int) -> bool:
     return i == end
 
 
+def forwarded_zones(settings: DnsSettings) -> tuple[str, ...]:
+    """The zone_resolvers zones inside the domain (when forwarding is on): their names are
+    forwarded, not answered from the records (mesos-dns: the longest zone wins)."""
+    if not settings.external:
+        return ()
+    return tuple(sorted(z for z in settings.zone_resolvers if z.endswith("." + settings.domain)))
+
+
 def _label_offsets(name: bytes) -> list[int] | None:
     """Offsets of each label in a wire name without compression; None if malformed."""
     offsets, i, end = [], 0, len(name) - 1
@@ -268,7 +282,9 @@ def build_zone(record_set: RecordSet, settings: DnsSettings, serial: int,
     are; the result is the same as a build from scratch. The apex (SOA with the serial,
     NS) is always rebuilt."""
     zone = Zone(settings, serial)
-    key = (settings.domain, settings.ttl, settings.external, settings.soa.mname.lower())
+    forwarded = forwarded_zones(settings)
+    key = (settings.domain, settings.ttl, settings.external, settings.soa.mname.lower(),
+           forwarded)
     old = previous._index if previous is not None else None
     if old is None or old.settings != key:
         old = _Index(key, RecordSet(), {}, {}, {}, {}, {zone.domain_wire: 1}, {})
@@ -286,7 +302,7 @@ def build_zone(record_set: RecordSet, settings: DnsSettings, serial: int,
     packed: dict[bytes, tuple[str, dict[int, list[bytes]], list[tuple[str, str]]]] = {}
     dirty = {zone.domain_wire}
     for name in changed:
-        wire = _wire(name, settings.domain, rs, new)
+        wire = _wire(name, settings.domain, forwarded, rs, new)
         if wire is None:
             continue
         types, addresses, errors = _pack(name, wire, rs, settings.ttl)
@@ -354,9 +370,11 @@ def _canonical_record_set(rs: RecordSet) -> RecordSet:
     return RecordSet(a=merged(rs.a), aaaa=merged(rs.aaaa), srv=merged(rs.srv), skipped=rs.skipped)
 
 
-def _wire(name: str, domain: str, rs: RecordSet, index: _Index) -> bytes | None:
+def _wire(name: str, domain: str, forwarded: tuple[str, ...], rs: RecordSet, index: _Index
+          ) -> bytes | None:
     """The wire name of the changed `name`, recording in `index` whether it is still served
-    (None: gone from the record set, or skipped as a whole)."""
+    (None: gone from the record set, or skipped as a whole). Names in `forwarded` zones
+    are skipped: their queries go to the zone's resolvers."""
     present = (name in rs.a) + (name in rs.aaaa) + (name in rs.srv)
     wire = index.wires.get(name)
     if wire is None and present:
@@ -364,6 +382,9 @@ def _wire(name: str, domain: str, rs: RecordSet, index: _Index) -> bytes | None:
             text = name[:-1]
             if text != domain and not text.endswith("." + domain):
                 raise ValueError("outside the domain")
+            for zone in forwarded:
+                if text == zone or text.endswith("." + zone):
+                    raise ValueError(f"in {zone}, forwarded to its zone_resolvers")
             wire = index.wires[name] = w.name_to_wire(name)
         except (ValueError, UnicodeError) as e:
             index.skipped[name] = [(name, str(e))] * present
