@@ -355,3 +355,30 @@ async def test_zone_resolvers_inside_the_domain_forward(make_server):
         assert [rd.to_text() for rd in r.answer[0]] == ["10.0.0.2"]
     finally:
         await up.stop()
+
+
+# 8. ".*" is removed from names in the domain (mesos-dns's cleanWild), on a miss.
+
+async def test_wildcard_labels_are_removed_from_names(make_server):
+    rs = RecordSet(a={"web.marathon.mesos.": ("10.0.0.1", "10.0.0.2"),
+                      "a1.slave.mesos.": ("10.0.1.1",)},
+                   srv={"_web._tcp.marathon.mesos.": (Srv("a1.slave.mesos.", 31000),)})
+    srv = await make_server(rs, external=False)
+    host, port = srv.addresses[0]
+    for transport in (dns.asyncquery.udp, dns.asyncquery.tcp):
+        for _ in range(3):  # the later ones from Zone.hot (UDP)
+            r = await transport(dns.message.make_query("Web.*.marathon.mesos.", "A"), host,
+                                port=port, timeout=30)
+            assert r.rcode() == dns.rcode.NOERROR and r.flags & dns.flags.AA
+            assert str(r.answer[0].name) == "Web.*.marathon.mesos."  # the question's name
+            assert sorted(rd.to_text() for rd in r.answer[0]) == ["10.0.0.1", "10.0.0.2"]
+        r = await transport(dns.message.make_query("_web._tcp.*.marathon.*.mesos.", "SRV"),
+                            host, port=port, timeout=30)
+        assert [rd.to_text() for rd in r.answer[0]] == ["0 1 31000 a1.slave.mesos."]
+        assert [rd.to_text() for rd in r.additional[0]] == ["10.0.1.1"]
+        for name, rcode in (("web.*.marathon.mesos.", dns.rcode.NOERROR),
+                            ("nope.*.marathon.mesos.", dns.rcode.NXDOMAIN),
+                            ("*.web.marathon.mesos.", dns.rcode.NXDOMAIN)):  # no "." before "*"
+            r = await transport(dns.message.make_query(name, "AAAA"), host, port=port,
+                                timeout=30)
+            assert r.rcode() == rcode and not r.answer and r.authority

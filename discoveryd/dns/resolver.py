@@ -115,6 +115,8 @@ class Zone:
         q = data[12:e + 5]
         hit = self.cache.get(q.lower())
         if hit is None:  # a negative or error answer: the same bytes every time
+            if out[6:8] != b"\x00\x00":  # records after all (".*" removed): they rotate
+                return
             self.hot[data[2:]] = repeat(out[2:]).__next__, counter
             self.hot_bytes += len(data) + len(out) + HOT_ENTRY_OVERHEAD + HOT_FORM_OVERHEAD
             return
@@ -143,18 +145,32 @@ class Zone:
             return self._error(qid, idx, q, w.SERVFAIL, edns), tname, "SERVFAIL"
         hit = self.cache.get(name + q[-4:-2] + b"\x00\x01")
         if hit is not None:
-            limit = MAX_TCP if tcp else max(size, 512)
-            if (hit.max_edns if edns else hit.max_plain) <= limit:
-                tail = hit.next_edns() if edns else hit.next_plain()
-                head = (hit.heads_edns if edns else hit.heads_plain)[idx]
-            else:  # over TCP too: a message has at most 65535 bytes (mesos-dns's truncate)
-                head, tail = hit.truncated(limit, edns, idx)
-            return qid + head + q + tail, tname, hit.rcode_name
+            return self._respond_hit(qid, idx, q, hit, edns, size, tcp), tname, hit.rcode_name
+        if b"*" in name:  # mesos-dns's cleanWild: ".*" removed from the name, on a miss only
+            cleaned = _wire_to_text(name).replace(".*", "")
+            try:
+                name = w.name_to_wire(cleaned)
+            except ValueError:
+                pass
+            hit = self.cache.get(name + q[-4:-2] + b"\x00\x01")
+            if hit is not None:  # the answer RRs own the question's name (0xC00C) as asked
+                return self._respond_hit(qid, idx, q, hit, edns, size, tcp), tname, hit.rcode_name
         if qtype in (251, 252):  # IXFR, AXFR
             return self._error(qid, idx, q, w.NOTIMP, edns), tname, "NOTIMP"
         rcode = w.NOERROR if name in self.names else w.NXDOMAIN
         tail = self.soa_rr + (w.OPT_RR if edns else b"")
         return qid + self._neg[(rcode, edns)][idx] + q + tail, tname, w.RCODE_NAMES[rcode]
+
+    @staticmethod
+    def _respond_hit(qid: bytes, idx: int, q: bytes, hit: w.Answer, edns: bool, size: int,
+                     tcp: bool) -> bytes:
+        limit = MAX_TCP if tcp else max(size, 512)
+        if (hit.max_edns if edns else hit.max_plain) <= limit:
+            tail = hit.next_edns() if edns else hit.next_plain()
+            head = (hit.heads_edns if edns else hit.heads_plain)[idx]
+        else:  # over TCP too: a message has at most 65535 bytes (mesos-dns's truncate)
+            head, tail = hit.truncated(limit, edns, idx)
+        return qid + head + q + tail
 
     def _in_forwarded(self, name: bytes, offsets: list[int]) -> bool:
         return any(name.endswith(z) and len(name) - len(z) in offsets for z in self.forwarded)
