@@ -38,7 +38,7 @@ HELP = {
     "dns.ttl": "TTL of every record",
     "dns.external": "forward names outside `domain`; `false` answers REFUSED",
     "dns.resolvers": "upstream `ip` or `ip:port`; empty = nameservers of `/etc/resolv.conf`",
-    "dns.zone_resolvers": "per-zone upstreams, longest suffix wins: `{weave: [172.17.0.1]}`",
+    "dns.zone_resolvers": "per-zone upstreams, longest suffix wins: `{weave: [172.17.0.1]}`; a zone inside `domain` (`consul.mesos`) is forwarded rather than answered from records (needs `external`)",
     "dns.timeout": "seconds per upstream try",
     "dns.soa.mname": "SOA primary name server (also gets an A record: the DNS listener's IPs)",
     "dns.soa.rname": "SOA responsible mailbox",
