@@ -85,9 +85,13 @@ SECTIONS = frozenset({"mesos", "marathon", "dns", "haproxy", "http", "logging"})
 
 
 def looks_like_mesos_dns(data: dict[str, Any]) -> bool:
-    """A top-level mapping with at least one mesos-dns key (beside our sections or not)."""
-    return any(isinstance(k, str) and k not in SECTIONS and k.lower() in _CANONICAL
-               for k in data)
+    """A mesos-dns config: mesos-dns keys and none of our sections, or, beside our sections,
+    `masters` or `zk` (one of which mesos-dns requires). A stray `ttl:` at the top of a
+    discoveryd YAML stays an unknown-key error (CONTRACT 2.1), not a change of format."""
+    keys = {k.lower() for k in data if isinstance(k, str) and k not in SECTIONS}
+    if not keys & set(_CANONICAL):
+        return False
+    return not set(data) & SECTIONS or bool(keys & {"masters", "zk"})
 
 
 def error_namer(data: dict[str, Any]) -> Callable[[str], str]:

@@ -93,6 +93,13 @@ def test_equal_weight_vhost_rules_keep_marathon_lb_order() -> None:
     assert [(h, b) for h, _, b in order if h in ("a.com", "b.com")] == [
         ("b.com", "svc_9000"), ("a.com", "svc_9000"), ("b.com", "svc_10000")]
     assert [p for h, p, _ in order if h == "p.com"] == ["/api/v2", "/api /a"]
+    # service ports out of index order: the lower service port wins the tie, as the app-id
+    # frontend picks it too
+    view, _ = build_view(snapshot(app("/svc", (10010, 10005), labels={
+        "HAPROXY_0_VHOST": "shared.com", "HAPROXY_1_VHOST": "shared.com"},
+        tasks=(task("/svc", 31010, ports=(31010, 31011)),))), S)
+    assert [r.backend for r in view.host_rules] == ["svc_10005", "svc_10010"]
+    assert [r.backend for r in view.appid_rules] == ["svc_10005"]
 
 
 @pytest.mark.parametrize("label,value", [

@@ -101,6 +101,16 @@ def test_task_lost_is_kept_as_lost_like_a_fetch_shows_it():
     assert [(t.task_id, t.state) for t in again.apps["/w"].tasks] == [("w.1", "TASK_LOST")]
 
 
+def test_task_lost_for_a_task_no_longer_listed_does_not_bring_it_back():
+    """Marathon reports expunged tasks (gone, dropped, unknown) as TASK_LOST too: a late
+    TASK_LOST after the task was killed must not make it a server again."""
+    tid = SNAP.apps["/shop/web"].tasks[0].task_id
+    killed = apply_status_update(SNAP, parse_status_update(
+        {**RUNNING, "taskId": tid, "taskStatus": "TASK_KILLED"}))
+    late = parse_status_update({**RUNNING, "taskId": tid, "taskStatus": "TASK_LOST"})
+    assert apply_status_update(killed, late) is killed
+
+
 TWO_CHECKS = parse_apps({"apps": [{
     "id": "/web", "instances": 1, "portDefinitions": [{"port": 10000}],
     "healthChecks": [{"protocol": "HTTP", "path": "/a"}, {"protocol": "TCP"}],

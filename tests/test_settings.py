@@ -216,6 +216,9 @@ def test_mesos_dns_keys_with_discoveryd_sections():
                            "marathon": {"urls": ["http://127.0.0.1:8080"]}})
     assert s.haproxy.enabled is False  # Marathon alone (faster DNS) does not start HAProxy
     # errors name what the operator wrote: the section key, or the mesos-dns key
+    # a stray mesos-dns key in a discoveryd YAML stays an error, not a change of format
+    with pytest.raises(ConfigError, match=r"^TTL: unknown key"):
+        parse_settings({"marathon": {"urls": ["http://127.0.0.1:8080"]}, "TTL": 60})
     with pytest.raises(ConfigError, match=r"^dns\.ttl: "):
         parse_settings({"masters": ["1.2.3.4:5050"], "ttl": 5, "dns": {"ttl": -1}})
     with pytest.raises(ConfigError, match=r"^ttl: "):

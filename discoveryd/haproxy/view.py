@@ -436,7 +436,8 @@ def _drop_port_conflicts(backends: list[Backend], settings: HAProxySettings,
 
 def _host_rules(backends: list[Backend]) -> tuple[HostRule, ...]:
     rules = []
-    for b in backends:
+    # marathon-lb's order for equal weights: app id, then service (frontend) port
+    for b in sorted(backends, key=lambda b: (b.app_id, b.frontend_port)):
         if b.mode != "http":
             continue
         for host in b.labels.vhosts:
@@ -446,8 +447,8 @@ def _host_rules(backends: list[Backend]) -> tuple[HostRule, ...]:
                                   b.labels.redirect_to_https))
     # Higher weight first (a path counts as weight 1, as in marathon-lb), then path rules
     # before catch-alls (a prefix must win over its host's catch-all), longest prefix first,
-    # exact hosts before wildcards. Ties keep marathon-lb's order: backends come sorted by
-    # app id and port index, hosts in VHOST label order (the sort is stable).
+    # exact hosts before wildcards. Ties keep marathon-lb's order: app id, service port,
+    # hosts in VHOST label order (the sort is stable).
     rules.sort(key=lambda r: (-r.weight, r.path is None, -_longest_prefix(r.path), r.wildcard))
     return tuple(rules)
 

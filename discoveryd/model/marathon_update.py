@@ -57,6 +57,11 @@ def apply_status_update(snapshot: MarathonSnapshot, update: StatusUpdate) -> Mar
             return snapshot
         return _with_app(snapshot, app.with_tasks(others))
     old = next((t for t in app.tasks if t.task_id == update.task_id), None)
+    if old is None and update.state == "TASK_LOST":
+        # Marathon also reports expunged (gone, dropped, unknown) tasks as TASK_LOST: one it
+        # no longer lists must not come back as a server; the fetch the source asks for
+        # settles whether a known one stays.
+        return snapshot
     task = Task(
         task_id=update.task_id,
         app_id=update.app_id,
