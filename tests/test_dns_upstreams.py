@@ -1,3 +1,7 @@
+import ipaddress
+import shutil
+import subprocess
+
 import pytest
 
 from discoveryd.dns.upstreams import build_upstreams, parse_resolv_conf, select_upstreams
@@ -47,7 +51,8 @@ def test_wildcard_listener_drops_every_local_address():
     (nonLocalAddies). Forwarding there would loop back to us."""
     text = "nameserver 10.0.0.5\nnameserver 8.8.8.8\nnameserver fd00::5\nnameserver 10.0.0.6\n"
     local = ["10.0.0.5", "fd00:0:0::5"]
-    default, _ = build_upstreams(DnsSettings(), text, [("0.0.0.0", 53)], local_ips=local)
+    both = [("0.0.0.0", 53), ("::", 53)]
+    default, _ = build_upstreams(DnsSettings(), text, both, local_ips=local)
     assert default == [("8.8.8.8", 53), ("10.0.0.6", 53)]
     settings = DnsSettings(zone_resolvers={"weave": ["10.0.0.5", "10.0.0.7"]})
     _, zones = build_upstreams(settings, text, [("0.0.0.0", 53)], local_ips=local)
@@ -59,13 +64,53 @@ def test_wildcard_listener_drops_every_local_address():
     assert ("10.0.0.5", 53) in default
 
 
-def test_wildcard_listener_drops_this_hosts_real_addresses():
-    """Without `local_ips`, the host's interfaces are read (nothing is sent anywhere)."""
-    from discoveryd.dns.zonefile import local_ipv4s, local_ipv6s
+def test_a_wildcard_listener_covers_its_own_family_only():
+    """"::" is bound IPv6-only (IPV6_V6ONLY), so an IPv4 upstream never reaches it, even a
+    local or loopback one; "0.0.0.0" never gets IPv6. An exact listen address is always self."""
+    text = "".join(f"nameserver {ip}\n" for ip in (
+        "10.0.0.5", "127.0.0.1", "127.0.0.53", "fd00::5", "::1", "::ffff:10.0.0.5", "8.8.8.8"))
+    local = ["10.0.0.5", "fd00::5"]
 
-    local = local_ipv4s() + local_ipv6s()
+    def kept(listen: list[tuple[str, int]]) -> list[str]:
+        default, _ = build_upstreams(DnsSettings(), text, listen, local_ips=local)
+        return [host for host, _ in default]
+
+    assert kept([("::", 53)]) == ["10.0.0.5", "127.0.0.1", "127.0.0.53", "::ffff:10.0.0.5",
+                                  "8.8.8.8"]
+    assert kept([("0.0.0.0", 53)]) == ["fd00::5", "::1", "8.8.8.8"]
+    assert kept([("0.0.0.0", 53), ("::", 53)]) == ["8.8.8.8"]
+    assert kept([("::1", 53), ("127.0.0.53", 53)]) == [
+        "10.0.0.5", "127.0.0.1", "fd00::5", "::ffff:10.0.0.5", "8.8.8.8"]
+    # zone resolvers follow the same rule
+    settings = DnsSettings(zone_resolvers={"weave": ["10.0.0.5", "fd00::5"]})
+    _, zones = build_upstreams(settings, "", [("::", 53)], local_ips=local)
+    assert zones == {"weave": [("10.0.0.5", 53)]}
+
+
+def _ip_addr_list() -> list[str]:
+    """This host's non-loopback addresses as `ip -o addr` lists them (not our own code)."""
+    if shutil.which("ip") is None:
+        pytest.skip("no `ip` command to list this host's addresses independently")
+    out = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=True)
+    ips = []
+    for line in out.stdout.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[2] in ("inet", "inet6"):
+            ip = ipaddress.ip_address(fields[3].split("/")[0])
+            if not ip.is_loopback:
+                ips.append(str(ip))
+    return ips
+
+
+def test_wildcard_listener_drops_this_hosts_real_addresses():
+    """Without `local_ips`, the host's interfaces are read (nothing is sent anywhere); the
+    expectation comes from `ip -o addr`, independently of the code under test."""
+    local = _ip_addr_list()
     if not local:
         pytest.skip("this host has no non-loopback address")
     text = "".join(f"nameserver {ip}\n" for ip in local) + "nameserver 8.8.8.8\n"
-    default, _ = build_upstreams(DnsSettings(), text, [("0.0.0.0", 53)])
+    default, _ = build_upstreams(DnsSettings(), text, [("0.0.0.0", 53), ("::", 53)])
     assert default == [("8.8.8.8", 53)]
+    v4 = [ip for ip in local if ipaddress.ip_address(ip).version == 4]
+    default, _ = build_upstreams(DnsSettings(), text, [("0.0.0.0", 53)])
+    assert default == [(ip, 53) for ip in local if ip not in v4] + [("8.8.8.8", 53)]

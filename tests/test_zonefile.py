@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dns.rdatatype
 import dns.zone
+import pytest
 
 from discoveryd.dns.records import hash_string
 from discoveryd.dns.recordset import RecordSet, Srv
 from discoveryd.dns.zonefile import (
+    fib_trie_local_ipv4s,
     first_ipv4_and_ipv6,
     listener_ips,
     local_ipv4s,
@@ -91,6 +97,95 @@ def test_a_wildcard_listener_stands_for_every_non_loopback_address():
         "/proc/net/if_inet6").exists() else []
     listed = {str(ipaddress.IPv6Address(bytes.fromhex(r.split()[0]))) for r in rows if r.split()}
     assert set(v6) == listed - {"::1"}
+    if shutil.which("ip"):  # IPv4, independently of the code under test
+        out = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+        ip4 = {line.split()[3].split("/")[0] for line in out.splitlines() if len(line.split()) > 3}
+        assert set(v4) == {ip for ip in ip4 if not ip.startswith("127.")}
+
+
+# /proc/net/fib_trie of a host whose eth0 has 192.0.2.2/24 and a secondary 192.0.2.7/24
+# (`ip addr add 192.0.2.7/24 dev eth0`) and whose lo has an extra 10.9.0.1/32.
+FIB_TRIE = """Main:
+  +-- 0.0.0.0/0 3 0 5
+     |-- 0.0.0.0
+        /0 universe UNICAST
+     |-- 10.9.0.1
+        /32 host LOCAL
+     +-- 127.0.0.0/8 2 0 2
+        +-- 127.0.0.0/31 1 0 0
+           |-- 127.0.0.0
+              /8 host LOCAL
+           |-- 127.0.0.1
+              /32 host LOCAL
+        |-- 127.255.255.255
+           /32 link BROADCAST
+     +-- 192.0.2.0/24 2 0 2
+        +-- 192.0.2.0/29 2 0 2
+           |-- 192.0.2.0
+              /24 link UNICAST
+           |-- 192.0.2.2
+              /32 host LOCAL
+           |-- 192.0.2.7
+              /32 host LOCAL
+        |-- 192.0.2.255
+           /32 link BROADCAST
+Local:
+  +-- 0.0.0.0/0 3 0 5
+     |-- 10.9.0.1
+        /32 host LOCAL
+     +-- 127.0.0.0/8 2 0 2
+        +-- 127.0.0.0/31 1 0 0
+           |-- 127.0.0.0
+              /8 host LOCAL
+           |-- 127.0.0.1
+              /32 host LOCAL
+     +-- 192.0.2.0/24 2 0 2
+        +-- 192.0.2.0/29 2 0 2
+           |-- 192.0.2.2
+              /32 host LOCAL
+           |-- 192.0.2.7
+              /32 host LOCAL
+        |-- 192.0.2.255
+           /32 link BROADCAST
+"""
+
+
+def test_fib_trie_lists_secondary_addresses():
+    # Each /32 LOCAL leaf once: not the /8 loopback route, broadcasts or the subnet route.
+    assert fib_trie_local_ipv4s(FIB_TRIE) == ["10.9.0.1", "127.0.0.1", "192.0.2.2", "192.0.2.7"]
+    assert fib_trie_local_ipv4s("") == []
+
+
+def test_local_ipv4s_sees_a_secondary_address_in_a_network_namespace():
+    """End to end in a user+net namespace: an interface with a primary and a secondary
+    address; local_ipv4s, the SOA mname records and the self-forwarding guard see both."""
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("no unshare/ip to build a network namespace")
+    probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare -rn unavailable: {probe.stderr.decode().strip()}")
+    script = (
+        "import json\n"
+        "from discoveryd.dns.upstreams import build_upstreams\n"
+        "from discoveryd.dns.zonefile import listener_ips, local_ipv4s\n"
+        "from discoveryd.settings import DnsSettings\n"
+        "text = 'nameserver 10.9.0.1\\nnameserver 10.9.0.2\\nnameserver 10.9.0.3\\n'\n"
+        "up, _ = build_upstreams(DnsSettings(), text, [('0.0.0.0', 53)])\n"
+        "print(json.dumps([local_ipv4s(), list(listener_ips(['0.0.0.0:53'])), up]))\n"
+    )
+    shell = (
+        "set -e; if ip link add v0 type veth peer name v1 2>/dev/null; then d=v0; else d=lo; fi\n"
+        "ip link set lo up; ip addr add 10.9.0.1/24 dev $d; ip addr add 10.9.0.2/24 dev $d\n"
+        "ip link set $d up\n"
+        f'exec "{sys.executable}" -c "$0"'
+    )
+    out = subprocess.run(["unshare", "-rn", "sh", "-c", shell, script], capture_output=True,
+                         text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr
+    v4, mname_ips, upstreams = json.loads(out.stdout)
+    assert v4 == ["10.9.0.1", "10.9.0.2"]
+    assert [ip for ip in mname_ips if ":" not in ip] == ["10.9.0.1", "10.9.0.2"]
+    assert upstreams == [["10.9.0.3", 53]]
 
 
 def test_system_resolver_caches_and_reads_literals():

@@ -33,15 +33,19 @@ def _parse(servers: list[str]) -> list[Upstream]:
 def _is_self(upstream: Upstream, listen: list[Upstream], local: frozenset[str]) -> bool:
     """True when forwarding to `upstream` would reach this server (a loop): one of our
     listen addresses, or, for a wildcard listener on its port, loopback or any address of
-    this host's interfaces (`local`; mesos-dns drops every local address from resolv.conf)."""
+    this host's interfaces (`local`; mesos-dns drops every local address from resolv.conf)
+    of the listener's family only: "::" is bound IPv6-only, so it never gets IPv4 queries,
+    and "0.0.0.0" never gets IPv6 ones. An IPv4-mapped IPv6 upstream counts as IPv4."""
     host, port = upstream
     ip = ipaddress.ip_address(host)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
     for lhost, lport in listen:
         if lport != port:
             continue
         lip = ipaddress.ip_address(lhost)
-        if ip == lip or (lip.is_unspecified and (ip.is_loopback or ip.is_unspecified
-                                                 or str(ip) in local)):
+        if ip == lip or (lip.is_unspecified and lip.version == ip.version
+                         and (ip.is_loopback or ip.is_unspecified or str(ip) in local)):
             return True
     return False
 
@@ -50,11 +54,13 @@ def build_upstreams(settings: DnsSettings, resolv_conf_text: str, listen: list[U
                     local_ips: Iterable[str] | None = None
                     ) -> tuple[list[Upstream], dict[str, list[Upstream]]]:
     """(default upstreams, zone -> upstreams), our own addresses removed. `local_ips`: the
-    host's interface addresses (default: read from the interfaces when a listener is a
-    wildcard)."""
+    host's interface addresses (default: read from the interfaces of each family that has
+    a wildcard listener)."""
     if local_ips is None:
-        wildcard = any(ipaddress.ip_address(h).is_unspecified for h, _ in listen)
-        local_ips = local_ipv4s() + local_ipv6s() if wildcard else ()
+        wildcards = {ipaddress.ip_address(h).version for h, _ in listen
+                     if ipaddress.ip_address(h).is_unspecified}
+        local_ips = ((local_ipv4s() if 4 in wildcards else [])
+                     + (local_ipv6s() if 6 in wildcards else []))
     local = frozenset(str(ipaddress.ip_address(ip)) for ip in local_ips)
     default = _parse(settings.resolvers) if settings.resolvers else parse_resolv_conf(
         resolv_conf_text)

@@ -89,7 +89,34 @@ def listener_ips(listen: Iterable[str]) -> tuple[str, ...]:
 
 
 def local_ipv4s() -> list[str]:
-    """Non-loopback IPv4 addresses of this host's interfaces (Linux SIOCGIFADDR)."""
+    """Every non-loopback IPv4 address of this host, secondary ones included (the kernel's
+    local routes in /proc/net/fib_trie, as Go's net.InterfaceAddrs lists them for mesos-dns);
+    where /proc is unreadable, the primary address of each interface (SIOCGIFADDR)."""
+    try:
+        text = Path("/proc/net/fib_trie").read_text()
+    except OSError:
+        return _primary_ipv4s()
+    return [ip for ip in fib_trie_local_ipv4s(text) if not ipaddress.IPv4Address(ip).is_loopback]
+
+
+def fib_trie_local_ipv4s(text: str) -> list[str]:
+    """The host addresses in a /proc/net/fib_trie text: each leaf `|-- IP` with a
+    `/32 host LOCAL` entry, once each, in the order they appear (loopback ones too)."""
+    out: dict[str, None] = {}
+    leaf = None
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0] == "|--":
+            leaf = fields[1]
+        elif leaf is not None and len(fields) >= 3 and fields[0] == "/32" and fields[2] == "LOCAL":
+            out[str(ipaddress.IPv4Address(leaf))] = None
+        elif not fields or not fields[0].startswith("/"):
+            leaf = None  # a table header or an inner `+--` node
+    return list(out)
+
+
+def _primary_ipv4s() -> list[str]:
+    """Non-loopback primary IPv4 address of each interface (Linux SIOCGIFADDR)."""
     ips = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for _, name in socket.if_nameindex():
