@@ -14,6 +14,7 @@ import dns.edns
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.opcode
 import dns.rcode
 import dns.rrset
@@ -185,7 +186,8 @@ async def test_oversized_upstream_udp_answer_is_truncated_for_the_client(big_ups
     assert not r.flags & dns.flags.TC and len(r.answer[0]) == BIG
 
 
-# 2. TCP answers are capped at 65535 bytes: additional records go first, then answers (TC).
+# 2. TCP answers are capped at 65535 bytes (mesos-dns's truncate): over the cap, TC is set
+# and every additional record goes first, then answers as needed.
 
 def srv_record_set(n: int) -> RecordSet:
     targets = [f"myservice-{i:05d}-abcdefgh.marathon.slave.mesos." for i in range(n)]
@@ -199,11 +201,11 @@ async def test_tcp_answer_over_64k_is_capped(make_server, edns):
     srv = await make_server(srv_record_set(700), external=False)
     kw = {"use_edns": 0} if edns else {}
     q = dns.message.make_query("_myservice._tcp.marathon.mesos.", "SRV", **kw)
-    r = await tcp(srv, q)  # 700 SRV fit in 64 KB; their 700 A records do not all fit too
-    assert r.rcode() == dns.rcode.NOERROR and not r.flags & dns.flags.TC
-    assert len(r.answer[0]) == 700
-    assert 0 < sum(len(rrset) for rrset in r.additional) < 700
-    assert len(r.to_wire()) <= 65535 and r.edns == (0 if edns else -1)
+    for _ in range(3):  # 700 SRV fit in 64 KB; their 700 A records do not all fit too
+        r = await tcp(srv, q)
+        assert r.rcode() == dns.rcode.NOERROR and r.flags & dns.flags.TC
+        assert len(r.answer[0]) == 700 and not r.additional
+        assert len(r.to_wire()) <= 65535 and r.edns == (0 if edns else -1)
     # Over UDP the answer is truncated as ever.
     host, port = srv.addresses[0]
     r = await dns.asyncquery.udp(q, host, port=port, timeout=30)
@@ -382,3 +384,70 @@ async def test_wildcard_labels_are_removed_from_names(make_server):
             r = await transport(dns.message.make_query(name, "AAAA"), host, port=port,
                                 timeout=30)
             assert r.rcode() == rcode and not r.answer and r.authority
+
+
+async def test_wildcard_answers_fit_the_question_as_asked(make_server):
+    """The answer of the name with ".*" removed, sent with the longer question as asked,
+    still fits 512 bytes, the EDNS size, or 65535 over TCP (TC when records are left out)."""
+    ips = tuple(f"10.{i // 65536}.{(i // 256) % 256}.{i % 256}" for i in range(4093))
+    rs = RecordSet(a={"many.marathon.mesos.": ips[:29], "edns.marathon.mesos.": ips[:70],
+                      "x.marathon.mesos.": ips})
+    srv = await make_server(rs, external=False)
+    for name, kw, limit, n in (("many", {}, 512, 29), ("edns", {"use_edns": 0, "payload": 1232},
+                                                       1232, 70)):
+        exact = dns.message.from_wire(await udp_raw(srv, dns.message.make_query(
+            f"{name}.marathon.mesos.", "A", **kw)))
+        assert len(exact.answer[0]) == n and not exact.flags & dns.flags.TC  # fits as is
+        for _ in range(2):
+            q = dns.message.make_query(name + ".*" * 40 + ".marathon.mesos.", "A", **kw)
+            out = await udp_raw(srv, q)
+            r = dns.message.from_wire(out)
+            assert len(out) <= limit and r.flags & dns.flags.TC, (name, len(out))
+            assert 0 < len(r.answer[0]) < n
+    q = dns.message.make_query("x.*.*.*.*.*.*.*.marathon.mesos.", "A")
+    for _ in range(2):
+        r = await tcp(srv, q)
+        assert len(r.to_wire()) <= 65535 and r.flags & dns.flags.TC
+        assert 4000 < len(r.answer[0]) < 4093
+    r = await tcp(srv, dns.message.make_query("x.marathon.mesos.", "A"))  # fits exactly
+    assert len(r.answer[0]) == 4093 and not r.flags & dns.flags.TC
+
+
+async def test_a_label_holding_a_dot_is_not_a_wildcard(make_server):
+    """One label "web.*" is not "web" + ".*": mesos-dns sees "web\\.*" and matches nothing."""
+    srv = await make_server(external=False)
+    host, port = srv.addresses[0]
+    name = dns.name.Name([b"web.*", b"marathon", b"mesos", b""])
+    for transport in (dns.asyncquery.udp, dns.asyncquery.tcp):
+        for _ in range(2):
+            r = await transport(dns.message.make_query(name, "A"), host, port=port, timeout=30)
+            assert r.rcode() == dns.rcode.NXDOMAIN and not r.answer
+        r = await transport(dns.message.make_query("web.*.marathon.mesos.", "A"), host,
+                            port=port, timeout=30)  # two labels: cleaned as ever
+        assert [rd.to_text() for rd in r.answer[0]] == ["10.0.0.1"]
+
+
+@pytest.mark.parametrize("n", [5, 40])  # prebuilt rotations; 40 truncated over UDP
+async def test_rotation_goes_on_across_spellings_and_cookies(make_server, n):
+    """Every spelling of a name (0x20 case) and every EDNS cookie has its own Zone.hot entry;
+    they all take turns from one counter, so queries alternating between them still see
+    each record lead in turn (not the first record again for each new entry)."""
+    ips = [f"10.7.{i // 256}.{i % 256}" for i in range(n)]
+    srv = await make_server(RecordSet(a={"many.marathon.mesos.": tuple(ips)}), external=False)
+    host, port = srv.addresses[0]
+    spellings = ["many.marathon.mesos.", "MANY.marathon.mesos.", "Many.Marathon.Mesos.",
+                 "mAnY.mArAtHoN.mEsOs."]
+    cookies = [{"use_edns": 0, "options": [dns.edns.GenericOption(dns.edns.COOKIE,
+                                                                  bytes([c]) * 8)]}
+               for c in range(4)]
+    for variants in ([(s, {}) for s in spellings], [("many.marathon.mesos.", kw)
+                                                    for kw in cookies]):
+        firsts: dict[str, int] = {}
+        for i in range(3 * n):  # round-robin over the variants; most answered from Zone.hot
+            name, kw = variants[i % len(variants)]
+            q = dns.message.make_query(name, "A", **kw)
+            r = await dns.asyncquery.udp(q, host, port=port, timeout=30)
+            first = r.answer[0][0].to_text()
+            firsts[first] = firsts.get(first, 0) + 1
+        assert set(firsts) == set(ips), firsts
+        assert max(firsts.values()) - min(firsts.values()) <= 1, firsts

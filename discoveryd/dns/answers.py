@@ -138,12 +138,13 @@ class Answer:
 
     Each answer RR leads in turn, one query after the other. When every rotation takes at
     most ROTATION_BYTES, all of them are prebuilt (`rots`: one per answer RR) and a query
-    costs a C-level `cycle` step; otherwise (`rotate`: `answer_rots` holds one order) the
+    costs a C-level step of `_turns`, the one turn counter that the cache path, truncated
+    answers and every Zone.hot entry of the answer share; otherwise (`rotate`: `answer_rots` holds one order) the
     rotation is two slices of the answer RRs packed twice, made per query."""
 
     __slots__ = ("rcode_name", "heads_plain", "heads_edns", "next_plain", "next_edns",
                  "_tails_plain", "_tails_edns", "max_plain", "max_edns", "_rcode", "_ra",
-                 "_rots", "_authority", "_turn", "_memo", "_qlen", "_n", "_blob2", "_cum",
+                 "_rots", "_authority", "_turn", "_turns", "_memo", "_qlen", "_n", "_blob2", "_cum",
                  "_rest_plain", "_rest_edns")
 
     def __init__(self, qlen: int, rcode: int, answer_rots: list[tuple[bytes, ...]],
@@ -170,12 +171,15 @@ class Answer:
             self._rest_edns = self._rest_plain + OPT_RR
             self._tails_plain = self._tails_edns = []
             self.next_plain, self.next_edns = self._next_plain, self._next_edns
+            self._turns = cycle((0,))  # unused: the turn is `_turn`
             self.max_plain = 12 + qlen + len(blob) + len(self._rest_plain)
         else:
             plain = [b"".join(ans) + auth + b"".join(add) for ans, add in self._rots]
             self._tails_plain, self._tails_edns = plain, [t + OPT_RR for t in plain]
-            self.next_plain = cycle(plain).__next__
-            self.next_edns = cycle(self._tails_edns).__next__
+            # One counter for every path: each query, however spelled, takes the next turn.
+            self._turns = cycle(range(len(plain)))
+            self.next_plain = map(plain.__getitem__, self._turns).__next__
+            self.next_edns = map(self._tails_edns.__getitem__, self._turns).__next__
             self.max_plain = 12 + qlen + max(map(len, plain))
         self.max_edns = self.max_plain + len(OPT_RR)
 
@@ -208,11 +212,20 @@ class Answer:
         c = self._cum
         return self._blob2[c[turn]:c[turn + self._n]] + self._rest_edns
 
-    def truncated(self, limit: int, edns: bool, idx: int) -> tuple[bytes, bytes]:
+    def truncated(self, limit: int, edns: bool, idx: int, extra: int = 0) -> tuple[bytes, bytes]:
         """(head, tail) for a response that must fit `limit` bytes: as many whole answer RRs
-        as fit (TC set when any is left out), then additional RRs as room allows (no TC)."""
-        self._turn = turn = (self._turn + 1) % self.orders
-        return self._truncated_at(limit, edns, idx, turn)
+        as fit (TC set when any is left out), then additional RRs as room allows (no TC).
+        `limit` >= 65535 (TCP) is mesos-dns's truncate: TC, no additional RRs at all, then
+        as many answer RRs as fit. `extra`: bytes the question as asked has beyond this
+        answer's name (".*" removed, see Zone._respond), left out of the room."""
+        return self._truncated_at(limit, edns, idx, self._advance(), extra)
+
+    def _advance(self) -> int:
+        """The next turn (the leading answer RR), on the counter every path shares."""
+        if self._n:
+            self._turn = turn = (self._turn + 1) % self._n
+            return turn
+        return next(self._turns)
 
     def variants(self, size: int, edns: bool, idx: int) -> list[tuple[bytes, bytes]]:
         """(head, tail) of every rotation, as a UDP client offering `size` bytes gets them."""
@@ -226,8 +239,7 @@ class Answer:
         bytes whose question is `q`: for Zone.hot. The rotations go on where they are."""
         if not self._n:
             forms = [head + q + tail for head, tail in self.variants(size, edns, idx)]
-            turn = self._turn % len(forms)
-            return cycle(forms[turn:] + forms[:turn]).__next__, sum(map(len, forms))
+            return map(forms.__getitem__, self._turns).__next__, sum(map(len, forms))
         if (self.max_edns if edns else self.max_plain) <= max(size, 512):
             prefix = (self.heads_edns if edns else self.heads_plain)[idx] + q
             tail = self._next_edns if edns else self._next_plain
@@ -239,19 +251,28 @@ class Answer:
             return head + q + tail
         return form, max(size, 512)
 
-    def _truncated_at(self, limit: int, edns: bool, idx: int, turn: int) -> tuple[bytes, bytes]:
-        limit = max(c for c in SIZE_CLASSES if c <= max(limit, 512)) if limit < 65535 else limit
+    def _truncated_at(self, limit: int, edns: bool, idx: int, turn: int, extra: int = 0
+                      ) -> tuple[bytes, bytes]:
+        tcp = limit >= 65535
+        limit = limit if tcp else max(c for c in SIZE_CLASSES if c <= max(limit, 512))
+        if extra:  # not memoized: every length of question would add its own forms
+            answers, additional = self._rots[0 if self._n else turn]
+            if self._n:
+                answers = answers[turn:] + answers[:turn]
+            head, tail = self._truncate(limit - extra, edns, answers, additional, tcp)
+            return head[idx * 10:idx * 10 + 10], tail
         if self._n:
-            head, tail = self._truncated_rotation(limit, edns, turn)
+            head, tail = self._truncated_rotation(limit, edns, turn, tcp)
             return head[idx * 10:idx * 10 + 10], tail
         memo_key = (limit, edns, turn)
         hit = self._memo.get(memo_key)
         if hit is None:
-            hit = self._memo[memo_key] = self._truncate(limit, edns, *self._rots[turn])
+            hit = self._memo[memo_key] = self._truncate(limit, edns, *self._rots[turn], tcp)
         head, tail = hit
         return head[idx * 10:idx * 10 + 10], tail
 
-    def _truncated_rotation(self, limit: int, edns: bool, turn: int) -> tuple[bytes, bytes]:
+    def _truncated_rotation(self, limit: int, edns: bool, turn: int, tcp: bool
+                            ) -> tuple[bytes, bytes]:
         """`_truncate` of rotation `turn` (rotate mode): the answer RRs that fit are a slice;
         what follows them depends only on how many fit, so that part is memoized."""
         n, c = self._n, self._cum
@@ -266,17 +287,18 @@ class Answer:
                 hit = b"".join(bytes((h[0] | 0x02,)) + h[1:] for h in hs), (
                     OPT_RR if edns else b"")
             else:  # every answer RR fits, whatever the order: the rest is always the same
-                head, tail = self._truncate(limit, edns, *self._rots[0])
+                head, tail = self._truncate(limit, edns, *self._rots[0], tcp)
                 hit = head, tail[c[n]:]
             self._memo[memo_key] = hit
         return hit[0], self._blob2[c[turn]:c[end]] + hit[1]
 
     def _truncate(self, limit: int, edns: bool, answers: tuple[bytes, ...],
-                  additional: tuple[bytes, ...]) -> tuple[bytes, bytes]:
+                  additional: tuple[bytes, ...], tcp: bool = False) -> tuple[bytes, bytes]:
         room = limit - 12 - self._qlen - (len(OPT_RR) if edns else 0)
         kept_an = _fit(answers, room)
         room -= sum(map(len, kept_an))
-        tc = len(kept_an) < len(answers)
+        # mesos-dns's truncate over TCP: a message over the max has TC and no additional RRs.
+        tc = tcp or len(kept_an) < len(answers)
         kept_ns = () if tc else _fit(self._authority, room)
         room -= sum(map(len, kept_ns))
         kept_ar = () if tc else _fit(additional, room)

@@ -146,15 +146,20 @@ class Zone:
         hit = self.cache.get(name + q[-4:-2] + b"\x00\x01")
         if hit is not None:
             return self._respond_hit(qid, idx, q, hit, edns, size, tcp), tname, hit.rcode_name
-        if b"*" in name:  # mesos-dns's cleanWild: ".*" removed from the name, on a miss only
+        # mesos-dns's cleanWild: ".*" removed from the name, on a miss only. Not when a
+        # label holds a "." itself: mesos-dns sees "web\\.*" there, which matches nothing.
+        if b"*" in name and not any(b"." in name[o + 1:o + 1 + name[o]] for o in offsets[:-1]):
             cleaned = _wire_to_text(name).replace(".*", "")
             try:
                 name = w.name_to_wire(cleaned)
             except ValueError:
                 pass
             hit = self.cache.get(name + q[-4:-2] + b"\x00\x01")
-            if hit is not None:  # the answer RRs own the question's name (0xC00C) as asked
-                return self._respond_hit(qid, idx, q, hit, edns, size, tcp), tname, hit.rcode_name
+            if hit is not None:  # the answer RRs own the question's name (0xC00C) as asked,
+                # which is longer than the name `hit` is sized for
+                extra = len(q) - 4 - len(name)
+                return (self._respond_hit(qid, idx, q, hit, edns, size, tcp, extra), tname,
+                        hit.rcode_name)
         if qtype in (251, 252):  # IXFR, AXFR
             return self._error(qid, idx, q, w.NOTIMP, edns), tname, "NOTIMP"
         rcode = w.NOERROR if name in self.names else w.NXDOMAIN
@@ -163,13 +168,14 @@ class Zone:
 
     @staticmethod
     def _respond_hit(qid: bytes, idx: int, q: bytes, hit: w.Answer, edns: bool, size: int,
-                     tcp: bool) -> bytes:
+                     tcp: bool, extra: int = 0) -> bytes:
+        """`hit` as the response to `q`, whose name is `extra` bytes longer than hit's."""
         limit = MAX_TCP if tcp else max(size, 512)
-        if (hit.max_edns if edns else hit.max_plain) <= limit:
+        if (hit.max_edns if edns else hit.max_plain) + extra <= limit:
             tail = hit.next_edns() if edns else hit.next_plain()
             head = (hit.heads_edns if edns else hit.heads_plain)[idx]
         else:  # over TCP too: a message has at most 65535 bytes (mesos-dns's truncate)
-            head, tail = hit.truncated(limit, edns, idx)
+            head, tail = hit.truncated(limit, edns, idx, extra)
         return qid + head + q + tail
 
     def _in_forwarded(self, name: bytes, offsets: list[int]) -> bool:
