@@ -24,7 +24,7 @@ from discoveryd.dns.recordset import RecordSet, Srv
 from discoveryd.dns.server import DnsServer
 from discoveryd.metrics import Metrics
 from discoveryd.settings import DnsSettings
-from tests.fakes.upstream_dns import FakeUpstream
+from tests.fakes.upstream_dns import FakeUpstream, listen_udp_tcp
 
 BIG = 200  # A records of big.example. upstream
 
@@ -58,7 +58,6 @@ class BigUpstream:
             return r.to_wire()
 
     async def start(self) -> BigUpstream:
-        loop = asyncio.get_running_loop()
         upstream = self
 
         class Udp(asyncio.DatagramProtocol):
@@ -68,14 +67,7 @@ class BigUpstream:
             def datagram_received(self, data, addr):  # type: ignore[no-untyped-def]
                 self.transport.sendto(upstream.reply(data, "udp"), addr)
 
-        for _ in range(20):  # UDP and TCP on the same free port
-            self._udp, _ = await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", 0))
-            port = self._udp.get_extra_info("sockname")[1]
-            try:
-                self._tcp = await asyncio.start_server(self._serve_tcp, "127.0.0.1", port)
-                break
-            except OSError:
-                self._udp.close()
+        self._udp, self._tcp, port = await listen_udp_tcp(Udp, self._serve_tcp)
         self.spec = f"127.0.0.1:{port}"
         return self
 
@@ -128,8 +120,8 @@ async def make_server():
         await srv.stop()
 
 
-async def udp_raw(server: DnsServer, q: dns.message.Message) -> bytes:
-    """The whole datagram the server sends back (however big)."""
+async def udp_raw(server: DnsServer, q: dns.message.Message | bytes) -> bytes:
+    """The whole datagram the server sends back (however big) to `q` (a message or bytes)."""
     loop = asyncio.get_running_loop()
     got: asyncio.Future[bytes] = loop.create_future()
 
@@ -140,7 +132,7 @@ async def udp_raw(server: DnsServer, q: dns.message.Message) -> bytes:
 
     transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=server.addresses[0])
     try:
-        transport.sendto(q.to_wire())
+        transport.sendto(q if isinstance(q, bytes) else q.to_wire())
         return await asyncio.wait_for(got, 30)
     finally:
         transport.close()
@@ -281,20 +273,7 @@ async def test_edns_options_are_ignored_and_answered_the_fast_way(make_server):
 # 6. NOTIMP, FORMERR and the forwarding SERVFAIL carry an OPT when the query had one.
 
 async def udp_message(server: DnsServer, wire: bytes) -> dns.message.Message:
-    loop = asyncio.get_running_loop()
-    got: asyncio.Future[bytes] = loop.create_future()
-
-    class Client(asyncio.DatagramProtocol):
-        def datagram_received(self, data, addr):  # type: ignore[no-untyped-def]
-            if not got.done():
-                got.set_result(data)
-
-    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=server.addresses[0])
-    try:
-        transport.sendto(wire)
-        return dns.message.from_wire(await asyncio.wait_for(got, 30))
-    finally:
-        transport.close()
+    return dns.message.from_wire(await udp_raw(server, wire))
 
 
 async def test_error_replies_carry_opt_when_the_query_had_one(make_server):

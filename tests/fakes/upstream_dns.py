@@ -10,8 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Awaitable, Callable
 
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+
+
+async def listen_udp_tcp(udp: Callable[[], asyncio.DatagramProtocol],
+                         tcp: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                       Awaitable[None]],
+                         ) -> tuple[asyncio.DatagramTransport, asyncio.base_events.Server, int]:
+    """UDP and TCP servers on one free loopback port (retried when TCP finds it taken)."""
+    loop = asyncio.get_running_loop()
+    for _ in range(20):
+        transport, _ = await loop.create_datagram_endpoint(udp, local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        try:
+            return transport, await asyncio.start_server(tcp, "127.0.0.1", port), port
+        except OSError:
+            transport.close()
+    raise OSError("no free port for UDP and TCP together")
 
 
 class FakeUpstream:
@@ -30,16 +47,7 @@ class FakeUpstream:
         return f"{self.address[0]}:{self.address[1]}"
 
     async def start(self) -> FakeUpstream:
-        loop = asyncio.get_running_loop()
-        for _ in range(20):  # UDP and TCP on the same free port
-            self._udp, _ = await loop.create_datagram_endpoint(
-                lambda: _Udp(self), local_addr=("127.0.0.1", 0))
-            port = self._udp.get_extra_info("sockname")[1]
-            try:
-                self._tcp = await asyncio.start_server(self._serve_tcp, "127.0.0.1", port)
-                break
-            except OSError:
-                self._udp.close()
+        self._udp, self._tcp, port = await listen_udp_tcp(lambda: _Udp(self), self._serve_tcp)
         self.address = ("127.0.0.1", port)
         return self
 
