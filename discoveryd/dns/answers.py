@@ -203,14 +203,10 @@ class Answer:
                                                            else self._rest_plain)
 
     def _next_plain(self) -> bytes:
-        self._turn = turn = (self._turn + 1) % self._n
-        c = self._cum
-        return self._blob2[c[turn]:c[turn + self._n]] + self._rest_plain
+        return self._tail(self._advance(), False)
 
     def _next_edns(self) -> bytes:
-        self._turn = turn = (self._turn + 1) % self._n
-        c = self._cum
-        return self._blob2[c[turn]:c[turn + self._n]] + self._rest_edns
+        return self._tail(self._advance(), True)
 
     def truncated(self, limit: int, edns: bool, idx: int, extra: int = 0) -> tuple[bytes, bytes]:
         """(head, tail) for a response that must fit `limit` bytes: as many whole answer RRs
