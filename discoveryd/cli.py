@@ -125,10 +125,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _run_async(serve(path, settings))
 
 
-def _config_path(given: str | None, what: str) -> str:
-    """The config file named on the command line, else $DISCOVERYD_CONFIG (CONTRACT 2.2)."""
-    path = given or os.environ.get("DISCOVERYD_CONFIG")
-    if not path:
+def _config_path(given: str | None, what: str | None) -> str:
+    """The config file named on the command line, else $DISCOVERYD_CONFIG (CONTRACT 2.2);
+    "" when neither is set and `what` is None (the command then uses the defaults)."""
+    path = given or os.environ.get("DISCOVERYD_CONFIG") or ""
+    if not path and what is not None:
         _die(f"{what} is required (or set DISCOVERYD_CONFIG)")
     return path
 
@@ -146,8 +147,7 @@ def _records(args: argparse.Namespace) -> int:
     from discoveryd.dns.zonefile import records_command
     from discoveryd.sources.mesos_state import StateError
 
-    # Like run: $DISCOVERYD_CONFIG when --config is absent (CONTRACT 2.2); none = defaults.
-    settings = _load(args.config or os.environ.get("DISCOVERYD_CONFIG") or None)
+    settings = _load(_config_path(args.config, None) or None)
     try:
         sys.stdout.write(records_command(args.state, settings))
     except OSError as e:
@@ -166,7 +166,7 @@ def _render(args: argparse.Namespace) -> int:
     # rescan them again and again (a third of the run) and there is no cycle worth freeing.
     gc.disable()
 
-    config = args.config or os.environ.get("DISCOVERYD_CONFIG") or None
+    config = _config_path(args.config, None)
     haproxy = _load(config).haproxy if config else None
     return asyncio.run(render_command(
         marathon_urls=args.marathon, apps_file=args.apps_file, group=args.group,

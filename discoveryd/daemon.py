@@ -255,15 +255,19 @@ class Daemon:
         not make systemd or an orchestrator kill a DNS server that answers (those show in
         `pending`). Without Mesos (the HAProxy sidecar alone) the cluster state is Marathon's,
         and what is served is the installed haproxy.cfg."""
-        every = self._not_ready()
-        blocking = ({"mesos_state", "dns", "sources"} if self.mesos_enabled
-                    else {"marathon_snapshot", "haproxy_config", "dns", "sources"})
-        return {k: v for k, v in every.items() if k in blocking}
+        return self.ready_split()[0]
 
     def pending(self) -> dict[str, str]:
         """What is not ready yet but does not hold /ready (see `readiness`)."""
-        ready = self.readiness()
-        return {k: v for k, v in self._not_ready().items() if k not in ready}
+        return self.ready_split()[1]
+
+    def ready_split(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(readiness(), pending()) from one look at the components."""
+        every = self._not_ready()
+        blocking = ({"mesos_state", "dns", "sources"} if self.mesos_enabled
+                    else {"marathon_snapshot", "haproxy_config", "sources"})
+        return ({k: v for k, v in every.items() if k in blocking},
+                {k: v for k, v in every.items() if k not in blocking})
 
     def _not_ready(self) -> dict[str, str]:
         state, waiting = self.store.current, {}

@@ -27,6 +27,7 @@ class AdminTarget(Protocol):
 
     def readiness(self) -> dict[str, str]: ...  # token -> why /ready waits; empty = ready
     def pending(self) -> dict[str, str]: ...  # not ready either, but /ready does not wait
+    def ready_split(self) -> tuple[dict[str, str], dict[str, str]]: ...  # both at once
     def state_report(self) -> dict[str, Any]: ...
     def haproxy_config(self) -> str | None: ...
     async def haproxy_reload(self) -> dict[str, Any] | None: ...
@@ -89,7 +90,7 @@ def build_app(target: AdminTarget) -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def ready(_: web.Request) -> web.Response:
-        waiting, pending = target.readiness(), target.pending()
+        waiting, pending = target.ready_split()
         target.metrics.ready.set(0 if waiting else 1)
         body = {"ready": not waiting, "waiting_for": list(waiting), "pending": list(pending),
                 "detail": {**waiting, **pending}}

@@ -540,8 +540,10 @@ def fit_udp(query: bytes, answer: bytes) -> bytes:
     """A forwarded `answer` as a UDP client that sent `query` can take it: as is when it fits
     512 bytes (or the query's EDNS size), else its header with TC set, the question and our
     OPT (when the query had one), and no records: the client asks again over TCP."""
+    if len(answer) <= 512:  # the usual case: fits any client, no need to read the query
+        return answer
     size = query_edns_size(query)
-    if len(answer) <= (512 if size is None else max(size, 512)):
+    if size is not None and len(answer) <= size:
         return answer
     question = _plain_question(query)
     counts = struct.pack(">HHHH", 1 if question else 0, 0, 0, 0 if size is None else 1)

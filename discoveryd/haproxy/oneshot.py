@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -65,7 +64,9 @@ def _settings(group: str | None, templates: str | None,
         return HAProxySettings(**values)
     except ValidationError as e:
         err = e.errors()[0]
-        raise RenderError(f"--{err['loc'][0]}: {err['msg']}", 2) from None
+        flag = {"templates_dir": "templates"}.get(str(err["loc"][0]), err["loc"][0])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise RenderError(f"--{flag}: {msg}", 2) from None
 
 
 async def render_command(marathon_urls: list[str] | None, apps_file: str | None,
@@ -80,8 +81,6 @@ async def render_command(marathon_urls: list[str] | None, apps_file: str | None,
     try:
         if bool(marathon_urls) == bool(apps_file):
             raise RenderError("render: give exactly one of --marathon or --apps-file", 2)
-        if templates is not None and not Path(templates).is_dir():
-            raise RenderError(f"--templates: {templates} is not a directory", 2)
         settings = _settings(group, templates, settings)
         try:
             renderer = Renderer(settings.templates_dir)
