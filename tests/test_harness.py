@@ -39,18 +39,22 @@ async def test_background_raises_the_loops_error():
 
 
 async def test_stop_task_does_not_swallow_a_cancel_of_its_caller():
-    done = asyncio.Event()
+    done, refused_twice = asyncio.Event(), asyncio.Event()
+    refused = 0
 
     async def deaf() -> None:
+        nonlocal refused
         while not done.is_set():
             try:
                 await asyncio.sleep(0.01)
             except asyncio.CancelledError:
-                pass  # deaf to cancels until `done`
+                refused += 1  # deaf to cancels until `done`
+                if refused == 2:
+                    refused_twice.set()
 
     inner = asyncio.create_task(deaf())
     outer = asyncio.create_task(stop_task(inner))
-    await asyncio.sleep(0.05)
+    await refused_twice.wait()  # stop_task has cancelled again after a lost cancel
     assert not outer.done()  # still trying to stop the deaf task
     outer.cancel()
     with pytest.raises(asyncio.CancelledError):
