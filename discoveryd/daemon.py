@@ -73,6 +73,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._resolve_cache: dict[str, str | None] = {}
         self._resolve_cache_at = 0.0
+        self._listen_ips: tuple[list[str], tuple[str, ...]] | None = None  # (for, ips)
         self.http_addresses: list[tuple[str, int]] = []
 
     # --- which halves are on -------------------------------------------------
@@ -203,11 +204,17 @@ class Daemon:
         s = self.settings
         if time.monotonic() - self._resolve_cache_at > HOST_CACHE_SECONDS:
             self._resolve_cache, self._resolve_cache_at = {}, time.monotonic()
+            self._listen_ips = None
+        if self._listen_ips is None or self._listen_ips[0] != s.dns.listen:
+            # This host's own addresses (a read of /proc) are refreshed with the host
+            # lookups or when dns.listen changes (SIGHUP), not on every record build.
+            self._listen_ips = (list(s.dns.listen), listener_ips(s.dns.listen))
         assert state.mesos is not None
         return build_records(
             state.mesos, domain=s.dns.domain, masters=state.masters,
             ip_sources=s.mesos.ip_sources, enforce_rfc952=s.mesos.enforce_rfc952,
-            mname=s.dns.soa.mname, listen_ips=listener_ips(s.dns.listen), resolve=system_resolver(self._resolve_cache),
+            mname=s.dns.soa.mname, listen_ips=self._listen_ips[1],
+            resolve=system_resolver(self._resolve_cache),
         )
 
     async def _records_loop(self) -> None:
