@@ -26,6 +26,7 @@ async def test_serves_task_records_and_becomes_ready(running, master):
     assert {rr.address for rr in r.answer[0]} == {"1.2.3.11", "1.2.3.12"}
     leader = await running.addresses("leader.mesos")
     assert leader == {"127.0.0.1"}
+    assert await running.addresses("ns1.mesos") == {"127.0.0.1"}  # the SOA mname: our listener
 
 
 async def test_not_ready_until_state_loaded():
